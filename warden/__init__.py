@@ -1,0 +1,1 @@
+"""Warden core: records, config, store, engine loop, alerting, CLI."""
