@@ -1,0 +1,233 @@
+"""One replica: a real ``tritonserver`` (PyTriton's bundled binary) serving the lab's models.
+
+Run as its own process by the fleet (``python -m serving.replica CONFIG_JSON``). Besides Triton's
+HTTP, gRPC and metrics ports, a replica serves a small control endpoint on loopback:
+
+    GET    /healthz   -> {"replica": ..., "pid": ...}
+    GET    /faults    -> the faults now injected into its model code
+    POST   /faults    -> set faults, e.g. {"latency_factor": 5}; 400 on bad input
+    DELETE /faults    -> clear them
+
+Why a process per replica: a replica must be killable, hangable (SIGSTOP) and restartable on its
+own, exactly like a pod. Why SIGTERM and not SIGINT: ``Triton.serve()`` ignores SIGINT (see
+DESIGN.md); the fleet sends SIGTERM, and the replica asks the kernel to send it SIGTERM too if the
+fleet process dies, so no replica outlives its fleet.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import logging
+import signal
+import sys
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from serving.faults import ModelFaultState
+from serving.models import CpuDevice, Device, SynthCost, build_model_specs
+
+__all__ = ["BatchingConfig", "ReplicaConfig", "main"]
+
+logger = logging.getLogger("warden.replica")
+PR_SET_PDEATHSIG = 1
+
+
+class BatchingConfig(BaseModel):
+    """Triton's dynamic batcher for every model of the replica."""
+
+    enabled: bool = True
+    max_batch_size: int = Field(64, ge=1)
+    preferred_batch_sizes: list[int] = Field(default_factory=lambda: [16, 32, 64])
+    max_queue_delay_us: int = Field(2000, ge=0)
+
+
+class ReplicaConfig(BaseModel):
+    name: str
+    http_port: int
+    grpc_port: int
+    metrics_port: int
+    control_port: int
+    models: list[str] = Field(default_factory=lambda: ["synth", "mlp"])
+    model_dir: Path
+    otlp_url: str | None = None
+    trace_rate: int = Field(1, ge=1)
+    batching: BatchingConfig = Field(default_factory=BatchingConfig)
+    synth_cost: dict[str, float] = Field(default_factory=dict)
+    summary_latencies: bool = False
+    onnx_threads: int = Field(1, ge=1)
+    access_token: str | None = None
+
+
+def _die_with_parent() -> None:
+    """Ask Linux to SIGTERM this process when its parent (the fleet) dies."""
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    except OSError:  # not Linux: the fleet's own cleanup still applies
+        pass
+
+
+def _make_tracer(config: ReplicaConfig) -> Any | None:
+    if not config.otlp_url:
+        return None
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+    provider = TracerProvider(
+        resource=Resource.create({"service.name": f"warden-replica-{config.name}"})
+    )
+    provider.add_span_processor(BatchSpanProcessor(
+        OTLPSpanExporter(endpoint=config.otlp_url, timeout=2), schedule_delay_millis=200,
+    ))
+    return provider.get_tracer("warden.serving")
+
+
+def _triton_config(config: ReplicaConfig) -> Any:
+    from pytriton.triton import TritonConfig
+
+    trace_config = None
+    if config.otlp_url:
+        trace_config = [
+            "mode=opentelemetry",
+            f"rate={config.trace_rate}",
+            "level=TIMESTAMPS",
+            f"opentelemetry,url={config.otlp_url}",
+            f"opentelemetry,resource=service.name=triton-{config.name}",
+        ]
+    metrics_config = ["summary_latencies=true"] if config.summary_latencies else None
+    return TritonConfig(
+        http_address="127.0.0.1",
+        http_port=config.http_port,
+        grpc_address="127.0.0.1",
+        grpc_port=config.grpc_port,
+        metrics_address="127.0.0.1",
+        metrics_port=config.metrics_port,
+        allow_gpu_metrics=False,
+        trace_config=trace_config,
+        metrics_config=metrics_config,
+        exit_timeout_secs=2,
+    )
+
+
+def _control_handler(name: str, faults: ModelFaultState) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+            logger.debug("control: " + format, *args)
+
+        def _reply(self, code: int, body: dict[str, Any]) -> None:
+            data = json.dumps(body).encode()
+            self.send_response(code)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def do_GET(self) -> None:  # noqa: N802
+            import os
+
+            if self.path == "/healthz":
+                self._reply(200, {"replica": name, "pid": os.getpid()})
+            elif self.path == "/faults":
+                self._reply(200, faults.faults.__dict__)
+            else:
+                self._reply(404, {"error": f"no such path {self.path}"})
+
+        def do_POST(self) -> None:  # noqa: N802
+            if self.path != "/faults":
+                self._reply(404, {"error": f"no such path {self.path}"})
+                return
+            try:
+                length = int(self.headers.get("Content-Length", "0"))
+                if length > 65536:
+                    raise ValueError("body too large")
+                body = json.loads(self.rfile.read(length) or b"{}")
+                if not isinstance(body, dict):
+                    raise ValueError("body must be a JSON object")
+                self._reply(200, faults.update(body).__dict__)
+            except (ValueError, json.JSONDecodeError) as exc:
+                self._reply(400, {"error": str(exc)})
+
+        def do_DELETE(self) -> None:  # noqa: N802
+            if self.path == "/faults":
+                self._reply(200, faults.clear().__dict__)
+            else:
+                self._reply(404, {"error": f"no such path {self.path}"})
+
+    return Handler
+
+
+def serve(config: ReplicaConfig, device: Device | None = None) -> None:
+    """Start Triton with the models bound and block until SIGTERM."""
+    from pytriton.model_config import DynamicBatcher, ModelConfig, Tensor
+    from pytriton.proxy.telemetry import set_telemetry_tracer
+    from pytriton.triton import Triton, TritonSecurityConfig
+
+    faults = ModelFaultState()
+    tracer = _make_tracer(config)
+    if tracer is not None:
+        set_telemetry_tracer(tracer)
+    specs = build_model_specs(
+        config.models,
+        replica=config.name,
+        model_dir=config.model_dir,
+        device=device or CpuDevice(),
+        faults=faults,
+        tracer=tracer,
+        synth_cost=SynthCost(**config.synth_cost),
+        onnx_threads=config.onnx_threads,
+    )
+    control = ThreadingHTTPServer(("127.0.0.1", config.control_port),
+                                  _control_handler(config.name, faults))
+    threading.Thread(target=control.serve_forever, name="control", daemon=True).start()
+
+    b = config.batching
+    security = (TritonSecurityConfig(access_token=config.access_token)
+                if config.access_token else None)
+    triton = Triton(config=_triton_config(config), security_config=security)
+    for spec in specs:
+        triton.bind(
+            model_name=spec.name,
+            infer_func=spec.infer_func,
+            inputs=[Tensor(name=n, dtype=d, shape=s) for n, d, s in spec.inputs],
+            outputs=[Tensor(name=n, dtype=d, shape=s) for n, d, s in spec.outputs],
+            config=ModelConfig(
+                batching=b.enabled,
+                max_batch_size=b.max_batch_size if b.enabled else 1,
+                batcher=DynamicBatcher(
+                    max_queue_delay_microseconds=b.max_queue_delay_us,
+                    preferred_batch_size=[p for p in b.preferred_batch_sizes
+                                          if p <= b.max_batch_size] or None,
+                ),
+            ),
+            strict=False,
+        )
+
+    def on_sigterm(signum: int, frame: Any) -> None:
+        logger.info("replica %s: SIGTERM, stopping", config.name)
+        threading.Thread(target=triton.stop, daemon=True).start()
+
+    signal.signal(signal.SIGTERM, on_sigterm)
+    signal.signal(signal.SIGINT, on_sigterm)
+    try:
+        triton.serve()
+    finally:
+        control.shutdown()
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    _die_with_parent()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    config = ReplicaConfig.model_validate_json(Path(argv[0]).read_text())
+    serve(config)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

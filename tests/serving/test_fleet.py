@@ -1,0 +1,115 @@
+"""The fleet on real Triton processes: answers, variants, faults, kill, restart, clean stop."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tritonclient.http as httpclient
+
+from serving.fleet import Fleet, FleetConfig, _group_alive
+from serving.onnx_mlp import IN_FEATURES, reference_forward
+
+pytestmark = pytest.mark.slow
+
+
+def _infer(url: str, model: str, x: np.ndarray, out: str) -> np.ndarray:
+    client = httpclient.InferenceServerClient(url.removeprefix("http://"))
+    inp = httpclient.InferInput("x", list(x.shape), "FP32")
+    inp.set_data_from_numpy(x)
+    return client.infer(model, [inp]).as_numpy(out)
+
+
+def _post(url: str, body: bytes) -> tuple[int, dict]:
+    req = urllib.request.Request(url, data=body, method="POST",
+                                 headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=5) as resp:
+            return resp.status, json.loads(resp.read())
+    except urllib.error.HTTPError as err:
+        return err.code, json.loads(err.read())
+
+
+def test_every_replica_serves_both_variants_with_the_right_numbers(fleet: Fleet) -> None:
+    x = np.random.default_rng(0).standard_normal((8, IN_FEATURES), dtype=np.float32)
+    ref = reference_forward(x)
+    for replica in fleet.replicas:
+        full = _infer(replica.url, "mlp", x, "probs")
+        lite = _infer(replica.url, "mlp_lite", x, "probs")
+        assert np.allclose(full, ref, atol=1e-4)
+        assert np.max(np.abs(lite - ref)) <= 0.1
+        xs = np.arange(8, dtype=np.float32).reshape(2, 4) / 3
+        assert np.array_equal(_infer(replica.url, "synth", xs, "y"), 2 * xs + 1)
+        assert np.allclose(_infer(replica.url, "synth_lite", xs, "y"), 2 * xs + 1, rtol=1e-3)
+
+
+def test_fault_endpoint_validates_and_slows_the_model(fleet: Fleet) -> None:
+    replica = fleet.replicas[0]
+    code, body = _post(f"{replica.control_url}/faults", b'{"latency_factor": -3}')
+    assert code == 400 and "latency_factor" in body["error"]
+    code, body = _post(f"{replica.control_url}/faults", b"not json")
+    assert code == 400
+    xs = np.ones((1, 4), dtype=np.float32)
+
+    def median_ms() -> float:
+        times = []
+        for _ in range(15):
+            t0 = time.perf_counter()
+            _infer(replica.url, "synth", xs, "y")
+            times.append(time.perf_counter() - t0)
+        return float(np.median(times) * 1e3)
+
+    before = median_ms()
+    code, _ = _post(f"{replica.control_url}/faults", b'{"extra_latency_ms": 40}')
+    assert code == 200
+    try:
+        assert median_ms() >= before + 30
+    finally:
+        urllib.request.urlopen(urllib.request.Request(
+            f"{replica.control_url}/faults", method="DELETE"), timeout=5).read()
+
+
+def test_killed_replica_restarts_on_the_same_ports(fleet: Fleet) -> None:
+    replica = fleet.replicas[1]
+    old_pid, url = replica.pid, replica.url
+    fleet.kill(replica.name)
+    assert not fleet.is_ready(replica)
+    fleet.restart(replica.name)
+    assert replica.pid != old_pid and replica.url == url and replica.restarts >= 1
+    assert fleet.is_ready(replica)
+
+
+def test_hung_replica_answers_nothing_until_resumed(fleet: Fleet) -> None:
+    replica = fleet.replicas[0]
+    fleet.hang(replica.name)
+    try:
+        with pytest.raises((urllib.error.URLError, TimeoutError, OSError)):
+            urllib.request.urlopen(f"{replica.url}/v2/health/ready", timeout=0.5)
+    finally:
+        fleet.resume(replica.name)
+    assert fleet.is_ready(replica)
+
+
+def test_stop_leaves_no_process_behind(tmp_path: Path) -> None:
+    fleet = Fleet(FleetConfig(models=["synth"]), tmp_path)
+    (replica,) = fleet.start(1)
+    pgid = replica.pid
+    assert pgid is not None and _group_alive(pgid)
+    children = [p for p in os.listdir("/proc") if p.isdigit() and _pgid(int(p)) == pgid]
+    assert len(children) >= 3  # replica, tritonserver, backend stubs
+    fleet.stop_all()
+    assert not _group_alive(pgid)
+    assert fleet.replicas == []
+
+
+def _pgid(pid: int) -> int | None:
+    try:
+        return os.getpgid(pid)
+    except ProcessLookupError:
+        return None
