@@ -162,6 +162,26 @@ def _control_handler(name: str, faults: ModelFaultState) -> type[BaseHTTPRequest
     return Handler
 
 
+def _model_config(b: BatchingConfig, model_config: Any, dynamic_batcher: Any) -> Any:
+    """PyTriton's ModelConfig for ``b``.
+
+    Batching "off" keeps the batch dimension (clients send the same ``[1, n]`` shapes) but caps
+    batches at one request and drops the dynamic batcher, so each request executes alone.
+    Setting PyTriton's ``batching=False`` instead would remove the batch dimension altogether.
+    """
+    if not b.enabled:
+        return model_config(batching=True, max_batch_size=1, batcher=None)
+    return model_config(
+        batching=True,
+        max_batch_size=b.max_batch_size,
+        batcher=dynamic_batcher(
+            max_queue_delay_microseconds=b.max_queue_delay_us,
+            preferred_batch_size=[p for p in b.preferred_batch_sizes if p <= b.max_batch_size]
+            or None,
+        ),
+    )
+
+
 def serve(config: ReplicaConfig, device: Device | None = None) -> None:
     """Start Triton with the models bound and block until SIGTERM."""
     from pytriton.model_config import DynamicBatcher, ModelConfig, Tensor
@@ -196,15 +216,7 @@ def serve(config: ReplicaConfig, device: Device | None = None) -> None:
             infer_func=spec.infer_func,
             inputs=[Tensor(name=n, dtype=d, shape=s) for n, d, s in spec.inputs],
             outputs=[Tensor(name=n, dtype=d, shape=s) for n, d, s in spec.outputs],
-            config=ModelConfig(
-                batching=b.enabled,
-                max_batch_size=b.max_batch_size if b.enabled else 1,
-                batcher=DynamicBatcher(
-                    max_queue_delay_microseconds=b.max_queue_delay_us,
-                    preferred_batch_size=[p for p in b.preferred_batch_sizes
-                                          if p <= b.max_batch_size] or None,
-                ),
-            ),
+            config=_model_config(b, ModelConfig, DynamicBatcher),
             strict=False,
         )
 

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 __all__ = ["build_parser", "main"]
 
 COMMAND_MODULES: tuple[str, ...] = (
-    "serving.cli",
+    "warden.lab_cli",
 )
 
 

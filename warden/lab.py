@@ -1,0 +1,216 @@
+"""The lab: a real Triton fleet, its router and its traffic, started and stopped as one.
+
+``warden up`` runs it on a laptop; the chaos suites use it as their staging target; the
+integration tests start it with small settings. Components start in dependency order and stop in
+reverse, each stop guarded so one failure cannot leave processes behind. The lab writes
+``lab.json`` in its home so other commands (``warden fleet status``) can find it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from serving.fleet import Fleet, Replica, free_port
+from serving.loadgen import LoadGenerator
+from serving.router import RouterConfig
+from serving.router_client import RouterAdmin
+from warden.config import WardenConfig
+
+__all__ = ["Lab", "LabInfo", "read_lab_info"]
+
+logger = logging.getLogger("warden.lab")
+ROUTER_START_TIMEOUT_S = 20.0
+
+
+@dataclass
+class LabInfo:
+    """Where everything listens; saved as ``lab.json``."""
+
+    router_url: str
+    replicas: dict[str, dict[str, Any]]
+    otlp_url: str | None = None
+    db_path: str = ""
+    pid: int = field(default_factory=os.getpid)
+    started_at: float = field(default_factory=time.time)
+
+    def to_json(self) -> str:
+        return json.dumps(self.__dict__, indent=2)
+
+
+def read_lab_info(path: Path) -> LabInfo:
+    """Read ``lab.json``; raises ``FileNotFoundError`` with a hint when no lab runs."""
+    if not path.exists():
+        raise FileNotFoundError(f"no lab state at {path}: is `warden up` running?")
+    return LabInfo(**json.loads(path.read_text()))
+
+
+def _replica_entry(r: Replica) -> dict[str, Any]:
+    return {"url": r.url, "metrics_url": r.metrics_url, "control_url": r.control_url,
+            "pid": r.pid, "cold_start_s": round(r.cold_start_s, 2)}
+
+
+class Lab:
+    """Fleet + router (+ traffic). Use as a context manager, or ``start()``/``stop()``."""
+
+    def __init__(
+        self,
+        config: WardenConfig,
+        *,
+        with_traffic: bool = True,
+        otlp_url: str | None = None,
+        router_port: int | None = None,
+    ) -> None:
+        self.config = config
+        self.with_traffic = with_traffic
+        self.otlp_url = otlp_url
+        self.router_port = config.lab.router_port if router_port is None else router_port
+        self.home = config.home
+        self.fleet = Fleet(config.fleet.model_copy(update={"otlp_url": otlp_url}),
+                           self.home, on_change=self._sync_router)
+        self.router_process: subprocess.Popen[bytes] | None = None
+        self.router_url = ""
+        self.admin: RouterAdmin | None = None
+        self.loadgen: LoadGenerator | None = None
+        self._tracer_provider: Any | None = None
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def start(self) -> LabInfo:
+        self.home.mkdir(parents=True, exist_ok=True)
+        try:
+            self.fleet.start(self.config.lab.replicas)
+            self._start_router()
+            self._sync_router(self.fleet.replicas)
+            if self.with_traffic:
+                self._start_traffic()
+        except BaseException:
+            self.stop()
+            raise
+        info = self.info()
+        self.config.lab_state_path.write_text(info.to_json())
+        return info
+
+    def stop(self) -> None:
+        """Stop everything, newest first; never raises, so every step gets its turn."""
+        for step in (self._stop_traffic, self._stop_router, self.fleet.stop_all):
+            try:
+                step()
+            except Exception:
+                logger.exception("lab: stopping %s failed", getattr(step, "__name__", step))
+        try:
+            self.config.lab_state_path.unlink(missing_ok=True)
+        except OSError:
+            pass
+
+    def __enter__(self) -> Lab:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def info(self) -> LabInfo:
+        return LabInfo(
+            router_url=self.router_url,
+            replicas={r.name: _replica_entry(r) for r in self.fleet.replicas},
+            otlp_url=self.otlp_url,
+            db_path=str(self.config.db_path),
+        )
+
+    def run_until_interrupted(self) -> None:
+        """Block until Ctrl-C or SIGTERM; the caller stops the lab afterwards."""
+        stop = {"now": False}
+
+        def on_signal(signum: int, frame: Any) -> None:
+            stop["now"] = True
+
+        old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            while not stop["now"]:
+                time.sleep(0.2)
+        finally:
+            for s, handler in old.items():
+                signal.signal(s, handler)
+
+    # -- router --------------------------------------------------------------------------------
+
+    def _start_router(self) -> None:
+        port = self.router_port or free_port()
+        lite = set(self.config.fleet.models)
+        router_cfg = RouterConfig(policy=self.config.lab.router_policy, lite_models=lite)
+        spec_path = self.home / "router.json"
+        port_file = self.home / "router.port"
+        port_file.unlink(missing_ok=True)
+        spec_path.write_text(json.dumps({"router": router_cfg.model_dump(mode="json"),
+                                         "port": port, "otlp_url": self.otlp_url}))
+        log = open(self.home / "router.log", "ab")
+        self.router_process = subprocess.Popen(
+            [sys.executable, "-m", "serving.router_process", str(spec_path), str(port_file)],
+            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            env={**os.environ, "PYTHONPATH": os.pathsep.join(
+                p for p in (str(Path(__file__).resolve().parent.parent),
+                            os.environ.get("PYTHONPATH", "")) if p)},
+        )
+        log.close()
+        deadline = time.monotonic() + ROUTER_START_TIMEOUT_S
+        while not port_file.exists():
+            if self.router_process.poll() is not None or time.monotonic() > deadline:
+                tail = (self.home / "router.log").read_text(errors="replace")[-2000:]
+                raise RuntimeError(f"router did not start:\n{tail}")
+            time.sleep(0.1)
+        self.router_url = f"http://127.0.0.1:{int(port_file.read_text())}"
+        self.admin = RouterAdmin(self.router_url)
+        logger.info("router listening on %s", self.router_url)
+
+    def _sync_router(self, replicas: list[Replica]) -> None:
+        if self.admin is not None:
+            self.admin.sync_replicas({r.name: r.url for r in replicas})
+
+    def _stop_router(self) -> None:
+        proc = self.router_process
+        if proc is None or proc.poll() is not None:
+            return
+        proc.terminate()
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=5)
+        if self.admin is not None:
+            self.admin.close()
+            self.admin = None
+
+    # -- traffic -------------------------------------------------------------------------------
+
+    def _start_traffic(self) -> None:
+        tracer = None
+        if self.otlp_url and self.config.lab.tracing:
+            from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+            from opentelemetry.sdk.resources import Resource
+            from opentelemetry.sdk.trace import TracerProvider
+            from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+            self._tracer_provider = TracerProvider(
+                resource=Resource.create({"service.name": "warden-loadgen"}))
+            self._tracer_provider.add_span_processor(BatchSpanProcessor(
+                OTLPSpanExporter(endpoint=self.otlp_url, timeout=2), schedule_delay_millis=200))
+            tracer = self._tracer_provider.get_tracer("warden.loadgen")
+        self.loadgen = LoadGenerator(self.router_url, self.config.lab.traffic,
+                                     self.config.lab.traffic_models, tracer=tracer)
+        self.loadgen.start()
+
+    def _stop_traffic(self) -> None:
+        if self.loadgen is not None:
+            self.loadgen.stop()
+        if self._tracer_provider is not None:
+            self._tracer_provider.shutdown()
+            self._tracer_provider = None
