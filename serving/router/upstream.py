@@ -63,6 +63,7 @@ class EchoUpstream:
         """Stop for good and join the thread."""
         if self._thread.is_alive():
             self._call(self._stop())
+            self._call(self._cancel_rest())
             self.loop.call_soon_threadsafe(self.loop.stop)
             self._thread.join(10)
 
@@ -89,6 +90,14 @@ class EchoUpstream:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+
+    async def _cancel_rest(self) -> None:
+        """Cancel handlers still sleeping (a slow reply nobody waits for any more)."""
+        me = asyncio.current_task()
+        rest = [t for t in asyncio.all_tasks() if t is not me]
+        for t in rest:
+            t.cancel()
+        await asyncio.gather(*rest, return_exceptions=True)
 
     async def _health(self, request: web.Request) -> web.Response:
         return web.Response(status=200 if self.ready else 503)
