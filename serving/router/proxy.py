@@ -1,0 +1,208 @@
+"""The hot path: pick a replica, forward the request bytes, relay the response bytes.
+
+Why bytes in, bytes out: tritonclient sends JSON or binary-tensor bodies (with the
+``Inference-Header-Content-Length`` header); parsing either would cost time and could only lose
+information. The body is read once (bounded by ``max_body_bytes``), sent as is, and the response
+body and its headers (``Content-Type``, ``Content-Encoding``, ``Inference-Header-Content-Length``)
+come back verbatim; the client session never decompresses.
+
+Retries: only when no response was received (connection refused, reset or closed before the
+status line, connect timeout), each time on a replica not tried yet, at most ``max_retries``
+times. A response, even a 5xx, is final: the replica may have done the work.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import TYPE_CHECKING
+
+import aiohttp
+from aiohttp import web
+from multidict import CIMultiDict
+
+from serving.router.variants import LITE_SUFFIX
+
+if TYPE_CHECKING:
+    from serving.router.server import Router
+
+__all__ = ["HOP_BY_HOP", "Proxy", "json_error"]
+
+#: Headers that belong to one connection, or that the sending side recomputes.
+HOP_BY_HOP = frozenset({
+    "connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer",
+    "transfer-encoding", "upgrade", "host", "content-length",
+})
+_RESPONSE_DROP = HOP_BY_HOP | {"date", "server"}
+
+
+def json_error(status: int, message: str) -> web.Response:
+    """KServe-style error body ``{"error": "..."}``."""
+    return web.json_response({"error": message}, status=status)
+
+
+class _Outcome:
+    """What one forwarded request ended as, for metrics and the span."""
+
+    __slots__ = ("status", "replica", "retries", "error")
+
+    def __init__(self) -> None:
+        self.status = 0
+        self.replica: str | None = None
+        self.retries = 0
+        self.error: str | None = None
+
+
+class Proxy:
+    """aiohttp handlers for the KServe v2 routes; state lives on the ``Router``."""
+
+    def __init__(self, router: Router) -> None:
+        self.r = router
+
+    # -- handlers ----------------------------------------------------------------------------
+    async def infer(self, request: web.Request) -> web.StreamResponse:
+        """``POST /v2/models/{model}[/versions/{version}]/infer`` with the variant split applied."""
+        r = self.r
+        model = request.match_info["model"]
+        version = request.match_info.get("version")
+        length = request.content_length
+        if length is not None and length > r.config.max_body_bytes:
+            r.metrics.count_rejection("too_large")
+            return json_error(413, f"request body of {length} bytes exceeds the limit of "
+                                   f"{r.config.max_body_bytes} bytes")
+        try:
+            body = await request.read()
+        except web.HTTPRequestEntityTooLarge:
+            r.metrics.count_rejection("too_large")
+            return json_error(413, f"request body exceeds the limit of {r.config.max_body_bytes} bytes")
+        lite = r.splitter.to_lite(model)
+        target = model + LITE_SUFFIX if lite else model
+        variant = "lite" if lite or model.endswith(LITE_SUFFIX) else "full"
+        if version is None:
+            path = f"/v2/models/{target}/infer"
+        else:
+            path = f"/v2/models/{target}/versions/{version}/infer"
+        return await self.forward(request, "POST", path, body, model=model, variant=variant)
+
+    async def passthrough(self, request: web.Request) -> web.StreamResponse:
+        """Health, readiness and metadata GETs: forwarded to one replica, untraced, unsplit."""
+        return await self.forward(request, "GET", request.rel_url.raw_path, None,
+                                  model=None, variant="full")
+
+    async def not_found(self, request: web.Request) -> web.Response:
+        """Anything that is not a KServe v2 route the router knows."""
+        self.r.metrics.count_rejection("not_found")
+        return json_error(404, f"no route for {request.method} {request.rel_url.path}")
+
+    # -- forwarding --------------------------------------------------------------------------
+    async def forward(self, request: web.Request, method: str, path: str, body: bytes | None, *,
+                      model: str | None, variant: str) -> web.StreamResponse:
+        r = self.r
+        headers = CIMultiDict((k, v) for k, v in request.headers.items()
+                              if k.lower() not in HOP_BY_HOP)
+        span = None
+        if r.tracer is not None and model is not None:
+            span = r.tracer.start(request.headers, model)
+            r.tracer.inject(span, headers)
+        out = _Outcome()
+        try:
+            response = await self._attempts(method, path, body, headers, out)
+        except BaseException as exc:  # cancelled by a client disconnect, or a bug: close the span
+            out.status = out.status or 499
+            out.error = out.error or f"{type(exc).__name__}: {exc}"
+            raise
+        finally:
+            if span is not None:
+                r.tracer.finish(span, status=out.status, replica=out.replica,  # type: ignore[union-attr]
+                                variant=variant, retries=out.retries, error=out.error)
+        if model is not None and out.status != 404:
+            r.metrics.count_request(model, variant)
+        return response
+
+    async def _attempts(self, method: str, path: str, body: bytes | None,
+                        headers: CIMultiDict[str], out: _Outcome) -> web.StreamResponse:
+        r = self.r
+        tried: set[str] = set()
+        last_error = ""
+        while True:
+            candidates = r.pool.available(tried)
+            if not candidates:
+                if not tried:
+                    r.metrics.count_rejection("no_replica")
+                    out.status, out.error = 503, "no healthy replica available"
+                    return json_error(503, out.error)
+                out.status = 502
+                out.error = f"all attempts failed to connect; last error: {last_error}"
+                return json_error(502, out.error)
+            replica = r.policy.choose(candidates)
+            out.replica = replica.name
+            replica.outstanding += 1
+            replica.requests += 1
+            started = time.perf_counter()
+            retryable, kind = False, "protocol"
+            try:
+                try:
+                    resp = await r.session.request(method, replica.url + path, data=body,
+                                                   headers=headers, timeout=r.client_timeout,
+                                                   allow_redirects=False)
+                except aiohttp.ConnectionTimeoutError as exc:
+                    retryable, kind, last_error = True, "connect", f"connect timeout: {exc}"
+                    raise
+                except (aiohttp.ServerTimeoutError, asyncio.TimeoutError) as exc:
+                    kind, last_error = "timeout", f"upstream timeout after {r.config.timeout_s}s"
+                    raise _Fail(504) from exc
+                except aiohttp.ClientConnectionError as exc:
+                    retryable, kind, last_error = True, "connect", f"{type(exc).__name__}: {exc}"
+                    raise
+                except aiohttp.ClientError as exc:
+                    kind, last_error = "protocol", f"{type(exc).__name__}: {exc}"
+                    raise _Fail(502) from exc
+                try:
+                    payload = await resp.read()
+                except (aiohttp.ServerTimeoutError, asyncio.TimeoutError) as exc:
+                    kind, last_error = "timeout", f"upstream timeout after {r.config.timeout_s}s"
+                    raise _Fail(504) from exc
+                except aiohttp.ClientError as exc:
+                    kind, last_error = "protocol", f"response broken: {type(exc).__name__}: {exc}"
+                    raise _Fail(502) from exc
+                finally:
+                    resp.release()
+            except (_Fail, aiohttp.ClientError, asyncio.TimeoutError) as exc:
+                replica.outstanding -= 1
+                r.metrics.count_error(replica.name, kind)
+                if r.pool.record_failure(replica):
+                    r.metrics.count_ejection(replica.name)
+                if retryable and out.retries < r.config.max_retries:
+                    tried.add(replica.name)
+                    out.retries += 1
+                    r.metrics.retries.inc()
+                    continue
+                status = exc.status if isinstance(exc, _Fail) else 502
+                out.status, out.error = status, last_error
+                return json_error(status, last_error)
+            except BaseException:
+                replica.outstanding -= 1
+                raise
+            replica.outstanding -= 1
+            elapsed = time.perf_counter() - started
+            replica.observe_rtt(elapsed, r.clock(), r.config.ewma_decay_s)
+            r.metrics.observe_latency(replica.name, elapsed)
+            status = resp.status
+            if status >= 500:
+                r.metrics.count_error(replica.name, "http_5xx")
+                if r.pool.record_failure(replica):
+                    r.metrics.count_ejection(replica.name)
+            else:
+                r.pool.record_success(replica)
+            out.status = status
+            resp_headers = CIMultiDict((k, v) for k, v in resp.headers.items()
+                                       if k.lower() not in _RESPONSE_DROP)
+            return web.Response(status=status, body=payload, headers=resp_headers)
+
+
+class _Fail(Exception):
+    """A failed attempt that must not be retried; carries the status to answer with."""
+
+    def __init__(self, status: int) -> None:
+        super().__init__(status)
+        self.status = status

@@ -1,0 +1,191 @@
+"""``Router``: the aiohttp server in front of N Triton replicas, and its control methods.
+
+Routes (KServe v2, forwarded to one replica chosen by the policy):
+
+* ``POST /v2/models/{model}/infer``, ``POST /v2/models/{model}/versions/{version}/infer``
+  (variant split applied, traced as ``warden.router``)
+* ``GET /v2``, ``/v2/health/ready``, ``/v2/health/live``, ``/v2/models/{model}``,
+  ``/v2/models/{model}/ready``, ``/v2/models/{model}/versions/{version}[/ready]``
+* ``GET /metrics``: the router's own Prometheus metrics (see ``serving.router.metrics``)
+* ``/admin/...``: the JSON control API (see ``serving.router.admin``)
+* anything else: 404 ``{"error": ...}``
+
+The control methods (``set_weights``, ``add_replica``...) must run on the router's event loop;
+from another thread use ``RouterThread.call`` or the HTTP admin API.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+from prometheus_client import CollectorRegistry
+from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+
+from serving.router.config import RouterConfig, check_replica_name, check_url, check_weight
+from serving.router.health import HealthChecker
+from serving.router.metrics import RouterMetrics
+from serving.router.policies import Policy, make_policy
+from serving.router.proxy import Proxy
+from serving.router.replicas import Clock, ReplicaPool, ReplicaState
+from serving.router.tracing import RouterTracer
+from serving.router.variants import VariantSplitter
+
+__all__ = ["Router"]
+
+
+class Router:
+    """The router. Build it, ``await start(host, port)``, ``await stop()``."""
+
+    def __init__(self, config: RouterConfig, registry: CollectorRegistry, *,
+                 tracer_provider: Any | None = None, clock: Clock = time.monotonic) -> None:
+        self.config = config
+        self.clock = clock
+        self.registry = registry
+        self._rng = random.Random(config.seed)
+        self.pool = ReplicaPool(config.ejection, clock, ewma_decay_s=config.ewma_decay_s,
+                                default_rtt_s=config.ewma_default_rtt_s)
+        self.pool.active_checks = config.health_interval_s > 0
+        for spec in config.replicas:
+            self.pool.add(spec.name, spec.url, spec.weight, healthy=True)
+        self.policy: Policy = make_policy(config.policy, self._rng, clock, config.ewma_decay_s)
+        self.splitter = VariantSplitter(config.lite_models, config.variant_split, self._rng)
+        self.metrics = RouterMetrics(registry, lambda: self.pool,
+                                     lambda r: r.ewma(self.clock(), config.ewma_decay_s))
+        self.tracer = RouterTracer(tracer_provider) if tracer_provider is not None else None
+        self.client_timeout = aiohttp.ClientTimeout(total=config.timeout_s,
+                                                    sock_connect=config.connect_timeout_s)
+        self.session: aiohttp.ClientSession = None  # type: ignore[assignment]  # set in start()
+        self.health: HealthChecker | None = None
+        self._health_task: asyncio.Task[None] | None = None
+        self._runner: web.AppRunner | None = None
+        self.host: str | None = None
+        self.port: int | None = None
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    def make_app(self) -> web.Application:
+        """The aiohttp application (routes above); used by ``start`` and usable in tests."""
+        from serving.router.admin import add_admin_routes
+
+        proxy = Proxy(self)
+        # request.read() raises 413 past this size; the proxy turns that into a JSON error
+        app = web.Application(client_max_size=self.config.max_body_bytes)
+        add = app.router.add_route
+        add("POST", "/v2/models/{model}/infer", proxy.infer)
+        add("POST", "/v2/models/{model}/versions/{version}/infer", proxy.infer)
+        for path in ("/v2", "/v2/health/ready", "/v2/health/live", "/v2/models/{model}",
+                     "/v2/models/{model}/ready", "/v2/models/{model}/versions/{version}",
+                     "/v2/models/{model}/versions/{version}/ready"):
+            add("GET", path, proxy.passthrough)
+        add("GET", "/metrics", self._metrics)
+        add_admin_routes(app, self)
+        add("*", "/{tail:.*}", proxy.not_found)
+        return app
+
+    async def start(self, host: str = "127.0.0.1", port: int = 0) -> int:
+        """Open the client pool, start health checks, listen. Returns the bound port."""
+        connector = aiohttp.TCPConnector(limit=0, keepalive_timeout=30.0, ttl_dns_cache=300)
+        self.session = aiohttp.ClientSession(connector=connector, auto_decompress=False,
+                                             skip_auto_headers=("User-Agent", "Accept-Encoding",
+                                                                "Accept"))
+        c = self.config
+        self.health = HealthChecker(self.pool, self.session, interval_s=c.health_interval_s,
+                                    timeout_s=c.health_timeout_s,
+                                    healthy_threshold=c.healthy_threshold,
+                                    unhealthy_threshold=c.unhealthy_threshold)
+        if c.health_interval_s > 0:
+            self._health_task = asyncio.get_running_loop().create_task(self.health.run())
+        self._runner = web.AppRunner(self.make_app(), access_log=None, handle_signals=False)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, host, port, reuse_address=True)
+        await site.start()
+        sockets = site._server.sockets  # type: ignore[union-attr]
+        self.host, self.port = host, sockets[0].getsockname()[1]
+        return self.port
+
+    async def stop(self) -> None:
+        """Stop listening, cancel checks, close the pool. Safe to call twice."""
+        if self._health_task is not None:
+            self._health_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._health_task
+            self._health_task = None
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+        if self.session is not None and not self.session.closed:
+            await self.session.close()
+
+    @property
+    def url(self) -> str:
+        """Base URL once started, e.g. ``http://127.0.0.1:41234``."""
+        return f"http://{self.host}:{self.port}"
+
+    async def _metrics(self, request: web.Request) -> web.Response:
+        body = generate_latest(self.registry)
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    # -- control (event-loop thread only) ----------------------------------------------------
+    def state(self) -> dict[str, Any]:
+        """Snapshot for ``GET /admin/state``; ``ejected_until`` is in the router clock's seconds."""
+        now = self.clock()
+        decay = self.config.ewma_decay_s
+        return {
+            "policy": self.policy.name,
+            "now": now,
+            "replicas": [
+                {"name": r.name, "url": r.url, "weight": r.weight, "healthy": r.healthy,
+                 "ejected": r.ejected, "ejected_until": r.ejected_until if r.ejected else None,
+                 "ejections": r.ejections, "outstanding": r.outstanding,
+                 "ewma": r.ewma(now, decay), "requests": r.requests, "errors": r.errors,
+                 "available": r.available}
+                for r in self.pool
+            ],
+            "lite_models": sorted(self.splitter.lite_models),
+            "variant_split": self.splitter.fractions(),
+        }
+
+    def set_weights(self, weights: Mapping[str, object]) -> dict[str, float]:
+        """Set several weights atomically: all are validated before any is applied."""
+        checked: dict[str, float] = {}
+        for name, weight in weights.items():
+            if name not in self.pool.replicas:
+                raise ValueError(f"unknown replica {name!r}")
+            checked[name] = check_weight(weight)
+        for name, weight in checked.items():
+            self.pool.replicas[name].weight = weight
+        return {r.name: r.weight for r in self.pool}
+
+    def set_variant_split(self, model: str, fraction: object) -> float:
+        """Fraction of ``model``'s requests rewritten to ``<model>_lite``."""
+        return self.splitter.set(model, fraction)
+
+    def set_policy(self, name: str) -> str:
+        """Switch policy at run time (its own state starts fresh)."""
+        self.policy = make_policy(name, self._rng, self.clock, self.config.ewma_decay_s)
+        return self.policy.name
+
+    async def add_replica(self, name: str, url: str, weight: object = 1.0) -> ReplicaState:
+        """Add a replica; it takes traffic once one active check passes (at once if checks are off)."""
+        name, url, w = check_replica_name(name), check_url(url), check_weight(weight)
+        active = self.config.health_interval_s > 0
+        state = self.pool.add(name, url, w, healthy=not active)
+        if active and self.health is not None:
+            await self.health.check(state)
+        return state
+
+    def remove_replica(self, name: str) -> ReplicaState:
+        """Remove a replica (``KeyError`` if unknown); in-flight requests finish."""
+        return self.pool.remove(name)
+
+    def drain(self, name: str) -> ReplicaState:
+        """Weight 0: no new requests. Waiting for ``outstanding == 0`` is the caller's business."""
+        replica = self.pool.replicas[name]
+        replica.weight = 0.0
+        return replica

@@ -1,0 +1,279 @@
+"""The router's edges over real HTTP: admin API, errors, tracing, metrics, tritonclient."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+
+import httpx
+import numpy as np
+import pytest
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from prometheus_client import CollectorRegistry
+from router_helpers import INFER_BODY, fire, replica_state, start_router, wait_for
+
+from serving.router.tracing import make_tracer_provider
+from serving.router.upstream import EchoUpstream
+
+TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
+PARENT_ID = "00f067aa0ba902b7"
+
+
+@pytest.fixture
+def ups() -> Iterator[list[EchoUpstream]]:
+    servers = [EchoUpstream(f"r{i}") for i in range(2)]
+    yield servers
+    for s in servers:
+        s.close()
+
+
+# -- admin API -------------------------------------------------------------------------------
+@pytest.mark.parametrize("path,body", [
+    ("/admin/weights", b"{not json"),
+    ("/admin/weights", b"[1, 2]"),
+    ("/admin/weights", b"{}"),
+    ("/admin/weights", json.dumps({"r0": -1}).encode()),
+    ("/admin/weights", b'{"r0": NaN}'),
+    ("/admin/weights", b'{"r0": Infinity}'),
+    ("/admin/weights", json.dumps({"r0": "2"}).encode()),
+    ("/admin/weights", json.dumps({"r0": True}).encode()),
+    ("/admin/weights", json.dumps({"r0": 2, "nope": 1}).encode()),
+    ("/admin/variant_split", json.dumps({"model": "mlp", "fraction": 1.5}).encode()),
+    ("/admin/variant_split", json.dumps({"model": "mlp", "fraction": -0.1}).encode()),
+    ("/admin/variant_split", json.dumps({"model": "mlp"}).encode()),
+    ("/admin/variant_split", json.dumps({"model": "synth", "fraction": 0.5}).encode()),
+    ("/admin/variant_split", json.dumps({"fraction": 0.5}).encode()),
+    ("/admin/policy", json.dumps({"policy": "random"}).encode()),
+    ("/admin/policy", json.dumps({"policy": 3}).encode()),
+    ("/admin/replicas", json.dumps({"name": "r9"}).encode()),
+    ("/admin/replicas", json.dumps({"name": "r9", "url": "not a url"}).encode()),
+    ("/admin/replicas", json.dumps({"name": "bad name", "url": "http://127.0.0.1:1"}).encode()),
+    ("/admin/replicas", json.dumps({"name": "r9", "url": "http://127.0.0.1:1",
+                                    "weight": -3}).encode()),
+    ("/admin/drain", json.dumps({"replica": "nope"}).encode()),
+])
+def test_admin_rejects_bad_input_with_400(ups: list[EchoUpstream], path: str, body: bytes) -> None:
+    with start_router(ups, lite_models=["mlp"]) as h:
+        resp = httpx.post(h.url + path, content=body)
+        assert resp.status_code == 400, resp.text
+        assert isinstance(resp.json()["error"], str) and resp.json()["error"]
+        state = httpx.get(h.url + "/admin/state").json()
+        assert [r["weight"] for r in state["replicas"]] == [1.0, 1.0], "nothing half-applied"
+        assert state["variant_split"] == {"mlp": 0.0} and state["policy"] == "round_robin"
+        assert fire(h.url, 2)[0][0] == 200, "router keeps serving"
+
+
+def test_admin_state_policy_add_remove_drain(ups: list[EchoUpstream]) -> None:
+    extra = EchoUpstream("r2")
+    try:
+        with start_router(ups, health_interval_s=0.2) as h:
+            state = httpx.get(h.url + "/admin/state").json()
+            assert state["policy"] == "round_robin"
+            assert {"url", "weight", "healthy", "ejected_until", "outstanding", "ewma"} <= set(
+                state["replicas"][0])
+            assert httpx.put(h.url + "/admin/policy",
+                             json={"policy": "least_outstanding"}).json() == {
+                "policy": "least_outstanding"}
+            resp = httpx.post(h.url + "/admin/replicas", json={"name": "r2", "url": extra.url})
+            assert resp.status_code == 201 and resp.json()["healthy"] is True
+            dup = httpx.post(h.url + "/admin/replicas", json={"name": "r2", "url": extra.url})
+            assert dup.status_code == 409
+            fire(h.url, 60)
+            assert extra.total() > 5
+            drained = httpx.post(h.url + "/admin/drain", json={"replica": "r2"}).json()
+            assert drained["weight"] == 0 and drained["outstanding"] == 0
+            before = extra.total()
+            fire(h.url, 20)
+            assert extra.total() == before
+            assert httpx.delete(h.url + "/admin/replicas/r2").status_code == 200
+            assert httpx.delete(h.url + "/admin/replicas/r2").status_code == 404
+            names = [r["name"] for r in httpx.get(h.url + "/admin/state").json()["replicas"]]
+            assert names == ["r0", "r1"]
+            assert "replica=\"r2\"" not in httpx.get(h.url + "/metrics").text.split(
+                "warden_router_upstream_outstanding")[-1].split("# HELP")[0]
+    finally:
+        extra.close()
+
+
+def test_added_replica_that_is_down_gets_no_traffic(ups: list[EchoUpstream]) -> None:
+    with start_router(ups, health_interval_s=0.2) as h:
+        resp = httpx.post(h.url + "/admin/replicas", json={"name": "r9",
+                                                           "url": "http://127.0.0.1:1"})
+        assert resp.status_code == 201 and resp.json()["healthy"] is False
+        results = fire(h.url, 20)
+        assert all(s == 200 for s, _, _ in results) and "r9" not in {w for _, _, w in results}
+
+
+def test_outstanding_is_exposed_while_requests_are_in_flight(ups: list[EchoUpstream]) -> None:
+    import threading
+
+    ups[0].delay_s = 0.5
+    with start_router(ups[:1]) as h:
+        t = threading.Thread(target=fire, args=(h.url, 3), kwargs={"concurrency": 3})
+        t.start()
+        assert wait_for(lambda: replica_state(h, "r0")["outstanding"] == 3, 2)
+        metrics = httpx.get(h.url + "/metrics").text
+        assert 'warden_router_upstream_outstanding{replica="r0"} 3.0' in metrics
+        t.join()
+        assert replica_state(h, "r0")["outstanding"] == 0
+
+
+# -- errors ----------------------------------------------------------------------------------
+def test_oversized_body_413_and_router_keeps_serving(ups: list[EchoUpstream]) -> None:
+    with start_router(ups, max_body_bytes=2048) as h, httpx.Client() as c:
+        big = json.dumps({"inputs": [{"data": [0.0] * 2000}]}).encode()
+        resp = c.post(h.url + "/v2/models/mlp/infer", content=big)
+        assert resp.status_code == 413 and "limit" in resp.json()["error"]
+
+        def chunks() -> Iterator[bytes]:  # no Content-Length: the read itself must stop it
+            for _ in range(10):
+                yield b" " * 1024
+
+        resp = c.post(h.url + "/v2/models/mlp/infer", content=chunks())
+        assert resp.status_code == 413 and "error" in resp.json()
+        assert sum(u.total() for u in ups) == 0
+        assert fire(h.url, 2)[0][0] == 200
+
+
+def test_no_healthy_replica_503(ups: list[EchoUpstream]) -> None:
+    with start_router(ups, health_interval_s=0.05, unhealthy_threshold=1) as h:
+        for u in ups:
+            u.ready = False
+        assert wait_for(lambda: not any(r["healthy"] for r in
+                                        httpx.get(h.url + "/admin/state").json()["replicas"]))
+        resp = httpx.post(h.url + "/v2/models/mlp/infer", json=INFER_BODY)
+        assert resp.status_code == 503 and "no healthy replica" in resp.json()["error"]
+        assert httpx.get(h.url + "/v2/health/ready").status_code == 503
+        for u in ups:
+            u.ready = True
+        assert wait_for(lambda: fire(h.url, 1)[0][0] == 200)
+
+
+def test_all_weights_zero_503_and_all_down_502(ups: list[EchoUpstream]) -> None:
+    with start_router(ups, max_retries=3) as h:
+        httpx.put(h.url + "/admin/weights", json={"r0": 0, "r1": 0})
+        assert httpx.post(h.url + "/v2/models/mlp/infer", json=INFER_BODY).status_code == 503
+        httpx.put(h.url + "/admin/weights", json={"r0": 1, "r1": 1})
+        for u in ups:
+            u.stop_listening()
+        resp = httpx.post(h.url + "/v2/models/mlp/infer", json=INFER_BODY)
+        assert resp.status_code == 502 and "connect" in resp.json()["error"]
+        for u in ups:
+            u.start_listening()
+        assert fire(h.url, 1)[0][0] == 200
+
+
+def test_paths_malformed_json_and_passthrough(ups: list[EchoUpstream]) -> None:
+    with start_router(ups) as h, httpx.Client() as c:
+        for method, path in [("GET", "/nope"), ("POST", "/v2/models/mlp/predict"),
+                             ("GET", "/v2/models/mlp/infer"), ("POST", "/v2/health/ready")]:
+            resp = c.request(method, h.url + path)
+            assert resp.status_code == 404 and "error" in resp.json(), (method, path)
+        # malformed JSON is forwarded; the replica answers 400 as Triton does
+        resp = c.post(h.url + "/v2/models/mlp/infer", content=b"{broken",
+                      headers={"Content-Type": "application/json"})
+        assert resp.status_code == 400 and "parse" in resp.json()["error"]
+        assert c.get(h.url + "/v2/health/live").status_code == 200
+        assert c.get(h.url + "/v2/models/mlp/ready").status_code == 200
+        assert c.get(h.url + "/v2/models/mlp").json()["name"] == "mlp"
+        assert fire(h.url, 2)[0][0] == 200
+
+
+def test_binary_body_and_headers_forwarded_verbatim(ups: list[EchoUpstream]) -> None:
+    header = json.dumps({"inputs": [{"name": "x", "datatype": "FP32", "shape": [1, 4],
+                                     "parameters": {"binary_data_size": 16}}]}).encode()
+    raw = np.arange(4, dtype=np.float32).tobytes()
+    with start_router(ups[:1]) as h:
+        resp = httpx.post(h.url + "/v2/models/mlp/infer", content=header + raw,
+                          headers={"Inference-Header-Content-Length": str(len(header)),
+                                   "Content-Type": "application/octet-stream",
+                                   "X-Custom": "kept"})
+    assert resp.status_code == 200
+    seen = ups[0].seen_headers[-1]
+    assert ups[0].seen_bodies[-1] == header + raw
+    assert seen["Inference-Header-Content-Length"] == str(len(header))
+    assert seen["Content-Type"] == "application/octet-stream" and seen["X-Custom"] == "kept"
+
+
+def test_tritonclient_through_the_router(ups: list[EchoUpstream]) -> None:
+    import tritonclient.http as httpclient
+
+    with start_router(ups) as h:
+        client = httpclient.InferenceServerClient(h.url.removeprefix("http://"))
+        try:
+            assert client.is_server_ready()
+            inp = httpclient.InferInput("x", [1, 4], "FP32")
+            inp.set_data_from_numpy(np.ones((1, 4), dtype=np.float32), binary_data=True)
+            names = {client.infer("mlp", [inp]).as_numpy("replica")[0] for _ in range(4)}
+        finally:
+            client.close()
+    assert {n.decode() if isinstance(n, bytes) else n for n in names} == {"r0", "r1"}
+    assert "Inference-Header-Content-Length" in ups[0].seen_headers[-1]
+
+
+# -- tracing and metrics ---------------------------------------------------------------------
+def _traceparent_parts(value: str) -> tuple[str, str]:
+    version, trace_id, span_id, flags = value.split("-")
+    assert version == "00" and int(flags, 16) & 1, value  # sampled (newer SDKs add 0x02: random id)
+    return trace_id, span_id
+
+
+def test_traceparent_continued_and_started(ups: list[EchoUpstream]) -> None:
+    exporter = InMemorySpanExporter()
+    provider = make_tracer_provider(exporter, batch=False)
+    with start_router(ups[:1], tracer_provider=provider, lite_models=["mlp"],
+                      variant_split={"mlp": 1.0}) as h:
+        incoming = f"00-{TRACE_ID}-{PARENT_ID}-01"
+        resp = httpx.post(h.url + "/v2/models/mlp/infer", json=INFER_BODY,
+                          headers={"traceparent": incoming})
+        assert resp.status_code == 200
+        sent_trace, sent_parent = _traceparent_parts(ups[0].seen_headers[-1]["traceparent"])
+        (span,) = exporter.get_finished_spans()
+        assert span.name == "warden.router"
+        assert span.resource.attributes["service.name"] == "warden-router"
+        assert format(span.context.trace_id, "032x") == TRACE_ID == sent_trace
+        assert format(span.parent.span_id, "016x") == PARENT_ID
+        assert sent_parent == format(span.context.span_id, "016x")
+        assert dict(span.attributes) == {"warden.model": "mlp", "warden.variant": "lite",
+                                         "warden.replica": "r0", "http.status_code": 200,
+                                         "retries": 0}
+        exporter.clear()
+        httpx.post(h.url + "/v2/models/mlp/infer", json=INFER_BODY)
+        (span,) = exporter.get_finished_spans()
+        assert span.parent is None
+        sent_trace, sent_parent = _traceparent_parts(ups[0].seen_headers[-1]["traceparent"])
+        assert sent_trace == format(span.context.trace_id, "032x") != TRACE_ID
+        assert sent_parent == format(span.context.span_id, "016x")
+        exporter.clear()
+        ups[0].fail = True
+        httpx.post(h.url + "/v2/models/mlp/infer", json=INFER_BODY)
+        (span,) = exporter.get_finished_spans()
+        assert span.status.status_code.name == "ERROR"
+        assert span.attributes["http.status_code"] == 500
+
+
+def test_tracing_off_passes_traceparent_untouched(ups: list[EchoUpstream]) -> None:
+    with start_router(ups[:1]) as h:
+        incoming = f"00-{TRACE_ID}-{PARENT_ID}-01"
+        httpx.post(h.url + "/v2/models/mlp/infer", json=INFER_BODY,
+                   headers={"traceparent": incoming})
+    assert ups[0].seen_headers[-1]["traceparent"] == incoming
+
+
+def test_metrics_per_replica_series(ups: list[EchoUpstream]) -> None:
+    registry = CollectorRegistry()
+    with start_router(ups, registry=registry) as h:
+        fire(h.url, 10)
+        httpx.get(h.url + "/nope")
+        text = httpx.get(h.url + "/metrics").text
+    for replica in ("r0", "r1"):
+        assert f'warden_router_upstream_outstanding{{replica="{replica}"}} 0.0' in text
+        assert f'warden_router_replica_healthy{{replica="{replica}"}} 1.0' in text
+        assert registry.get_sample_value("warden_router_upstream_request_duration_seconds_count",
+                                         {"replica": replica}) == 5
+        assert f'warden_router_replica_ewma_seconds{{replica="{replica}"}}' in text
+    assert registry.get_sample_value("warden_router_requests_total",
+                                     {"model": "mlp", "variant": "full"}) == 10
+    assert registry.get_sample_value("warden_router_rejections_total",
+                                     {"reason": "not_found"}) == 1
+    assert 'le="0.001"' in text and 'le="5.0"' in text
