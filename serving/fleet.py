@@ -151,7 +151,7 @@ class Fleet:
         self._replicas: dict[str, Replica] = {}
         self._next_index = 0
         self._lock = threading.RLock()
-        self._closed = False
+        self._launched_groups: set[int] = set()
         atexit.register(self.stop_all)
 
     # -- queries -----------------------------------------------------------------------------
@@ -171,6 +171,10 @@ class Fleet:
     def model_names(self) -> list[str]:
         """Every model Triton serves, both variants: ``synth``, ``synth_lite``, ..."""
         return [n for m in self.config.models for n in (m, f"{m}_lite")]
+
+    def alive_groups(self) -> list[int]:
+        """Process groups this fleet ever launched that still have a live process."""
+        return sorted(g for g in self._launched_groups if _group_alive(g))
 
     def is_ready(self, replica: Replica, timeout: float = 1.0) -> bool:
         if not replica.running or replica.hung:
@@ -315,6 +319,7 @@ class Fleet:
             stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True,
         )
         log.close()
+        self._launched_groups.add(replica.process.pid)
         replica.hung = False
         replica.started_at = time.monotonic()
         replica.ready_at = 0.0

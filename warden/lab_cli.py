@@ -58,7 +58,11 @@ def cmd_up(args: argparse.Namespace) -> int:
         if lab.loadgen is not None:
             print(f"traffic summary: {lab.loadgen.summary().table()}")
         lab.stop()
-        print("warden: stopped, no process left behind.", flush=True)
+        left = lab.fleet.alive_groups()
+        if left:
+            print(f"warden: WARNING, process groups still alive: {left}", flush=True)
+            return 1
+        print("warden: stopped; every replica's process group is gone.", flush=True)
     return 0
 
 
