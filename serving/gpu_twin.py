@@ -171,6 +171,7 @@ class GpuTwin:
         self._segments: list[_Segment] = []
         self._pins: list[tuple[_Segment, int]] = []
         self._leaked = 0.0
+        self._leak_wanted = 0.0  # what a leak fault has asked for; above _leaked, it starves
         self._retries = 0
         self._ooms = 0
         self._xid_count = 0
@@ -267,7 +268,7 @@ class GpuTwin:
         with self._lock:
             self._advance(self._clock())
             self._faults.clear()
-            self._leaked = 0.0
+            self._leaked = self._leak_wanted = 0.0
             self._xid_last = 0
             for seg, size in self._pins:
                 seg.pinned -= size
@@ -412,7 +413,8 @@ class GpuTwin:
         self._t = t
         leak = float(self._faults.get("memory_leak_mib_per_s", 0.0)) * MIB * dt
         if leak > 0:
-            self._grow_leak(leak)
+            self._leak_wanted += leak
+            self._grow_leak()
 
     def _capacity(self) -> int:
         return self.params.memory_total_bytes - self.params.context_bytes
@@ -420,7 +422,7 @@ class GpuTwin:
     def _reserved(self) -> int:
         p = self.params
         return (_round_up(p.weights_bytes, p.segment_bytes) + sum(s.size for s in self._segments)
-                + _round_up(self._leaked, p.segment_bytes))
+                + int(self._leaked))
 
     def _free_cache(self) -> bool:
         """PyTorch's retry path: drop cached segments holding nothing live. True if any went."""
@@ -428,18 +430,24 @@ class GpuTwin:
         self._segments = [s for s in self._segments if s.in_use or s.pinned]
         return len(self._segments) < before
 
-    def _grow_leak(self, amount: float) -> None:
-        room = self._capacity() - self._reserved()
-        if amount > room and self._free_cache():
+    def _grow_leak(self) -> None:
+        """Leaked tensors take memory as they can; short of it, the cache is flushed first."""
+        want = self._leak_wanted - self._leaked
+        if want > self._capacity() - self._reserved() and self._free_cache():
             self._retries += 1
-            room = self._capacity() - self._reserved()
-        self._leaked += max(0.0, min(amount, room))
+        self._leaked += max(0.0, min(want, self._capacity() - self._reserved()))
 
     def _allocate(self, need: int) -> _Segment:
         if "fragmentation" not in self._faults:  # last batch's outputs were consumed by now
             for seg, size in self._pins:
                 seg.pinned -= size
             self._pins.clear()
+        if self._leak_wanted > self._leaked + 1:  # the leaking code runs in this batch: it fails
+            self._grow_leak()
+            if self._leak_wanted > self._leaked + 1:
+                self._ooms += 1
+                raise SimulatedCudaOOM(f"{self.device}: out of memory "
+                                       f"({int(self._leaked)} bytes held by leaked tensors)")
         fits = [s for s in self._segments if not s.in_use and s.size - s.pinned >= need]
         if fits:
             seg = min(fits, key=lambda s: s.size - s.pinned)
