@@ -105,4 +105,4 @@ class TorchAllocatorCollector:
         stats = self.stats(index)
         if all(v is None for v in stats.values()):
             return reading
-        return dataclasses.replace(reading, **stats)
+        return dataclasses.replace(reading, **stats)  # type: ignore[arg-type]

@@ -18,7 +18,7 @@ from typing import Any
 
 import httpx
 
-from collectors.gpu_record import BadGpuPayload, reading_from_dict
+from collectors.gpu_record import reading_from_dict
 from warden.records import GpuReading, Sample, freeze_labels
 
 __all__ = ["TwinCollector", "TwinHttpSource"]
@@ -73,11 +73,14 @@ class TwinHttpSource:
             resp.raise_for_status()
             reading = reading_from_dict(resp.json())
         except httpx.HTTPError as exc:
-            return self._reject(replica, "http", exc)
-        except (ValueError, BadGpuPayload) as exc:  # JSON decode errors are ValueErrors too
-            return self._reject(replica, "payload", exc)
+            self._reject(replica, "http", exc)
+            return None
+        except ValueError as exc:  # BadGpuPayload, and JSON decode errors, are ValueErrors
+            self._reject(replica, "payload", exc)
+            return None
         if not reading.simulated:
-            return self._reject(replica, "payload", "twin endpoint claims simulated=false")
+            self._reject(replica, "payload", "twin endpoint claims simulated=false")
+            return None
         return dataclasses.replace(reading, replica=replica)
 
     def collect(self, now: float | None = None) -> list[GpuReading | Sample]:
@@ -99,4 +102,3 @@ class TwinHttpSource:
     def _reject(self, replica: str, reason: str, exc: object) -> None:
         self.rejected[(replica, reason)] += 1
         log.debug("GPU twin reading from %s rejected (%s): %s", replica, reason, exc)
-        return None

@@ -370,7 +370,8 @@ class GpuTwin:
             self._faults.get("cooling_failure", 1.0))
 
     def _equilibrium_idle(self) -> float:
-        return self.params.ambient_c + self.params.thermal_resistance_c_per_w * self.params.idle_power_w
+        p = self.params
+        return p.ambient_c + p.thermal_resistance_c_per_w * p.idle_power_w
 
     def _add_busy(self, start: float, end: float) -> None:
         self._busy.append((start, end))
@@ -407,8 +408,8 @@ class GpuTwin:
         decay = math.exp(-h / p.thermal_time_constant_s)
         for i in range(1, steps + 1):
             tm = self._t + h * i
-            util = self._util(tm)
-            target = p.ambient_c + self._resistance() * self._power(util, min(self._clock_at(self._temp)))
+            power = self._power(self._util(tm), min(self._clock_at(self._temp)))
+            target = p.ambient_c + self._resistance() * power
             self._temp = target + (self._temp - target) * decay
         self._t = t
         leak = float(self._faults.get("memory_leak_mib_per_s", 0.0)) * MIB * dt

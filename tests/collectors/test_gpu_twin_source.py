@@ -104,7 +104,7 @@ def server():
     _Handler.routes = {"/gpu": json.dumps(good).encode(), "/garbage": b"<html>oops",
                        "/lying": json.dumps(lying).encode()}
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread = threading.Thread(target=httpd.serve_forever, args=(0.05,), daemon=True)
     thread.start()
     yield f"http://127.0.0.1:{httpd.server_address[1]}", twin
     httpd.shutdown()

@@ -68,11 +68,11 @@ def test_temperature_lags_then_settles_below_slowdown_when_healthy():
     idle = p.ambient_c + p.thermal_resistance_c_per_w * p.idle_power_w
     full = p.ambient_c + p.thermal_resistance_c_per_w * p.tdp_w
     assert twin.reading().temperature_c == pytest.approx(idle)
-    drive(twin, clock, p.thermal_time_constant_s, busy=0.01, gap=0.0)
+    drive(twin, clock, p.thermal_time_constant_s, busy=0.05, gap=0.0)
     one_tau = twin.reading().temperature_c
     # First-order lag: one time constant covers 1 - 1/e of the way.
     assert one_tau == pytest.approx(idle + (full - idle) * (1 - math.exp(-1)), abs=1.0)
-    drive(twin, clock, 8 * p.thermal_time_constant_s, busy=0.01, gap=0.0)
+    drive(twin, clock, 8 * p.thermal_time_constant_s, busy=0.05, gap=0.0)
     settled = twin.reading()
     assert settled.temperature_c == pytest.approx(full, abs=0.5)
     assert settled.temperature_c < p.slowdown_c
@@ -83,10 +83,10 @@ def test_temperature_lags_then_settles_below_slowdown_when_healthy():
 
 def test_cooling_failure_throttles_and_stretches_execution():
     twin, clock = make()
-    drive(twin, clock, 30.0, busy=0.004, gap=0.006)
+    drive(twin, clock, 30.0, busy=0.04, gap=0.06)
     assert twin.stretch_factor() == 1.0
     twin.apply_faults({"cooling_failure": True})
-    drive(twin, clock, 120.0, busy=0.004, gap=0.006)
+    drive(twin, clock, 120.0, busy=0.04, gap=0.06)
     hot = twin.reading()
     assert hot.temperature_c > twin.params.slowdown_c
     assert "SW_THERMAL_SLOWDOWN" in hot.throttle_reasons
@@ -102,7 +102,7 @@ def test_cooling_failure_throttles_and_stretches_execution():
     # Busier because slower: utilisation rose from 0.4 with the same offered work.
     assert hot.utilization > 0.5
     twin.clear_faults()
-    drive(twin, clock, 200.0, busy=0.004, gap=0.006)
+    drive(twin, clock, 200.0, busy=0.04, gap=0.06)
     assert twin.reading().temperature_c < twin.params.slowdown_c
     assert twin.stretch_factor() == 1.0
 
