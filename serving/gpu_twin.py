@@ -140,6 +140,7 @@ class Execution:
     stretch: float = 1.0
     extra_s: float = 0.0
     sm_clock_mhz: float = 0.0
+    reading: GpuReading | None = None  # the device as the batch ended, for the model's span
     _segment: _Segment | None = field(default=None, repr=False)
 
 
@@ -158,8 +159,10 @@ class GpuTwin:
         wall_clock: Callable[[], float] = time.time,
         sleep: Callable[[float], None] = time.sleep,
         params: TwinParams | None = None,
+        replica: str = "",
     ) -> None:
         self.device = device
+        self.replica = replica
         self.params = params or TwinParams()
         self._clock, self._wall, self._sleep = clock, wall_clock, sleep
         self._lock = threading.RLock()
@@ -219,6 +222,7 @@ class GpuTwin:
                 self._add_busy(ex.start, end)
                 self._release(ex._segment, batch_size * p.output_bytes_per_item)
                 ex._segment = None
+                ex.reading = self.reading()
 
     def run(self, fn: Callable[..., T], *args: Any, batch_size: int = 1, input_bytes: int = 0,
             **kwargs: Any) -> T:
@@ -254,7 +258,8 @@ class GpuTwin:
             self._advance(self._clock())
             for key, value in clean.items():
                 if key == "xid" and self._faults.get("xid") != value:
-                    self._xid_count += value is not None
+                    if value is not None:  # a new XID event; None clears the fault and the loss
+                        self._xid_count += 1
                     self._xid_last = value or 0
                 if value is None:
                     self._faults.pop(key, None)
@@ -281,8 +286,9 @@ class GpuTwin:
             return self._fault_state()
 
     # ---------------------------------------------------------------- readings
-    def reading(self, now: float | None = None, *, replica: str = "") -> GpuReading:
-        """The device now. ``now`` only stamps the record (wall seconds); physics uses ``clock``."""
+    def reading(self, now: float | None = None, *, replica: str | None = None) -> GpuReading:
+        """The device now. ``now`` only stamps the record (wall seconds, default ``wall_clock``);
+        physics uses ``clock``. ``replica`` defaults to the one given at construction."""
         p = self.params
         with self._lock:
             t = self._clock()
@@ -318,7 +324,7 @@ class GpuTwin:
                 alloc_inactive_split_bytes=float(split),
                 alloc_retries=self._retries,
                 alloc_ooms=self._ooms,
-                replica=replica,
+                replica=self.replica if replica is None else replica,
             )
 
     # ---------------------------------------------------------------- internals (lock held)

@@ -98,6 +98,8 @@ def test_cooling_failure_throttles_and_stretches_execution():
     with twin.executing(8) as ex:
         clock.t += 0.004
     assert clock.t - start == pytest.approx(0.004 * ex.stretch)
+    assert ex.reading is not None and ex.reading.simulated is True
+    assert ex.reading.sm_clock_mhz == pytest.approx(ex.sm_clock_mhz, rel=1e-3)
     assert ex.extra_s == pytest.approx(0.004 * (ex.stretch - 1))
     # Busier because slower: utilisation rose from 0.4 with the same offered work.
     assert hot.utilization > 0.5
@@ -113,10 +115,10 @@ def test_hot_twin_really_slows_a_real_workload():
     healthy, hot = GpuTwin("cool", params=params), GpuTwin("hot", params=params)
     hot.apply_faults({"cooling_failure": 8.0})
     deadline = time.monotonic() + 5.0
-    while hot.stretch_factor() < 1.5 and time.monotonic() < deadline:
+    while hot.stretch_factor() < 2.5 and time.monotonic() < deadline:
         with hot.executing(8):
             time.sleep(0.01)
-    assert hot.stretch_factor() >= 1.5
+    assert hot.stretch_factor() >= 2.5
 
     def timed(twin: GpuTwin) -> tuple[float, float]:
         start = time.monotonic()
@@ -126,9 +128,9 @@ def test_hot_twin_really_slows_a_real_workload():
 
     cool_s, cool_stretch = timed(healthy)
     hot_s, hot_stretch = timed(hot)
-    assert cool_stretch == 1.0 and hot_stretch >= 1.5
-    assert hot_s >= 0.02 * hot_stretch * 0.99
-    assert cool_s < hot_s * 0.8
+    assert cool_stretch == 1.0 and hot_stretch >= 2.5
+    assert hot_s >= 0.02 * hot_stretch * 0.99  # the stretch was really slept
+    assert cool_s < hot_s * 0.7
 
 
 def test_power_cap_lowers_the_clock_to_fit_the_limit():
