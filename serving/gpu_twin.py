@@ -14,12 +14,8 @@ The physics, kept small (defaults resemble an A10: 150 W, 1695 MHz, 24 GiB):
   at a lower clock, a cooling failure settles in the throttle band, as hardware does;
 * execution is stretched by ``clock_max / clock``: :meth:`GpuTwin.executing` sleeps the extra
   ``(stretch - 1) * busy`` after the real work, so the replica really gets slower;
-* memory: a caching allocator in miniature: per batch a workspace of ``batch * bytes_per_item +
-  input_bytes`` is placed best-fit in cached segments, or in a new segment rounded to
-  ``segment_bytes``; the batch's output stays live in its segment until the next batch starts,
-  which splits that segment (inactive-split bytes, PyTorch's fragmentation measure). Reserved
-  grows to the high-water mark; when it would pass capacity, unused segments are freed and the
-  allocation retried (``alloc_retries``), then it fails (``alloc_ooms``, :class:`SimulatedCudaOOM`).
+* memory: a caching allocator in miniature (:mod:`serving.gpu_twin_memory`): allocated,
+  reserved, inactive-split (fragmentation), retries and OOMs move with batch shapes.
 
 Faults (:meth:`GpuTwin.apply_faults`, idempotent; :meth:`GpuTwin.clear_faults` is the reset):
 ``cooling_failure`` (factor on the thermal resistance, ``True`` = default), ``power_cap_w``,
@@ -29,11 +25,8 @@ Faults (:meth:`GpuTwin.apply_faults`, idempotent; :meth:`GpuTwin.clear_faults` i
 The twin is deterministic under an injected clock and sleep, and thread-safe: the replica's
 executor thread and a control endpoint may call it at once. No lock is held while sleeping.
 
-Exception tree::
-
-    SimulatedGpuError(RuntimeError)
-    ├── SimulatedCudaOOM    an allocation did not fit, even after freeing the cache
-    └── SimulatedXidError   the device is lost (XID 79) until clear_faults()
+Errors (from :mod:`serving.gpu_twin_memory`): ``SimulatedGpuError`` and its
+``SimulatedCudaOOM`` and ``SimulatedXidError``, raised before the model's body runs.
 """
 
 from __future__ import annotations
@@ -47,6 +40,14 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from serving.gpu_twin_memory import (
+    Segment,
+    SimulatedCudaOOM,
+    SimulatedGpuError,
+    SimulatedXidError,
+    TwinMemory,
+    round_up,
+)
 from warden.records import GpuReading
 
 __all__ = [
@@ -67,18 +68,6 @@ _MAX_STEP_S = 0.5  # integration step: small against tau, so the clock/temperatu
 _MAX_STEPS = 400
 
 T = TypeVar("T")
-
-
-class SimulatedGpuError(RuntimeError):
-    """Base of the twin's errors; the model turns them into request errors."""
-
-
-class SimulatedCudaOOM(SimulatedGpuError):
-    """Like ``torch.cuda.OutOfMemoryError``: the allocation did not fit after a cache flush."""
-
-
-class SimulatedXidError(SimulatedGpuError):
-    """The device is lost (XID 79, GPU has fallen off the bus) until the twin is reset."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,13 +112,6 @@ class TwinParams:
 
 
 @dataclass(slots=True)
-class _Segment:
-    size: int
-    in_use: int = 0  # the running batch's workspace
-    pinned: int = 0  # outputs still alive in this segment
-
-
-@dataclass(slots=True)
 class Execution:
     """What one :meth:`GpuTwin.executing` block did; filled in when the block exits."""
 
@@ -141,11 +123,7 @@ class Execution:
     extra_s: float = 0.0
     sm_clock_mhz: float = 0.0
     reading: GpuReading | None = None  # the device as the batch ended, for the model's span
-    _segment: _Segment | None = field(default=None, repr=False)
-
-
-def _round_up(n: float, unit: int) -> int:
-    return int(math.ceil(n / unit)) * unit
+    _segment: Segment | None = field(default=None, repr=False)
 
 
 class GpuTwin:
@@ -171,12 +149,9 @@ class GpuTwin:
         self._busy: deque[tuple[float, float]] = deque()
         self._busy_total = 0.0
         self._inflight: dict[int, float] = {}
-        self._segments: list[_Segment] = []
-        self._pins: list[tuple[_Segment, int]] = []
-        self._leaked = 0.0
-        self._leak_wanted = 0.0  # what a leak fault has asked for; above _leaked, it starves
-        self._retries = 0
-        self._ooms = 0
+        p = self.params
+        self._mem = TwinMemory(device, capacity=p.memory_total_bytes - p.context_bytes,
+                               weights_bytes=p.weights_bytes, segment_bytes=p.segment_bytes)
         self._xid_count = 0
         self._xid_last = 0
         self._faults: dict[str, Any] = {}
@@ -193,14 +168,15 @@ class GpuTwin:
         if batch_size < 0 or input_bytes < 0:
             raise ValueError("batch_size and input_bytes must be >= 0")
         p = self.params
-        need = _round_up(max(batch_size * p.bytes_per_item + input_bytes, 1), 512)
+        need = round_up(max(batch_size * p.bytes_per_item + input_bytes, 1), 512)
         with self._lock:
             now = self._clock()
             self._advance(now)
             if self._xid_last == XID_FALLEN_OFF_BUS:
                 raise SimulatedXidError(f"{self.device}: XID 79, GPU has fallen off the bus")
             ex = Execution(batch_size, need, now)
-            ex._segment = self._allocate(need)
+            ex._segment = self._mem.allocate(
+                need, fragmentation="fragmentation" in self._faults)
             ex.stretch = self._stretch(self._temp)
             ex.sm_clock_mhz = p.sm_clock_max_mhz / ex.stretch
             self._inflight[id(ex)] = now
@@ -220,7 +196,7 @@ class GpuTwin:
                 self._advance(end)
                 self._inflight.pop(id(ex), None)
                 self._add_busy(ex.start, end)
-                self._release(ex._segment, batch_size * p.output_bytes_per_item)
+                self._mem.release(ex._segment, batch_size * p.output_bytes_per_item)
                 ex._segment = None
                 ex.reading = self.reading()
 
@@ -273,11 +249,9 @@ class GpuTwin:
         with self._lock:
             self._advance(self._clock())
             self._faults.clear()
-            self._leaked = self._leak_wanted = 0.0
+            self._mem.free_leak()
+            self._mem.release_pins()
             self._xid_last = 0
-            for seg, size in self._pins:
-                seg.pinned -= size
-            self._pins.clear()
             return self._fault_state()
 
     def fault_state(self) -> dict[str, Any]:
@@ -296,11 +270,8 @@ class GpuTwin:
             util = self._util(t)
             clock = p.sm_clock_max_mhz / self._stretch(self._temp)
             reasons = self._reasons(self._temp, util)
-            allocated = p.weights_bytes + self._leaked + sum(s.in_use + s.pinned
-                                                               for s in self._segments)
-            reserved = self._reserved()
-            split = sum(s.size - s.in_use - s.pinned for s in self._segments
-                        if 0 < s.in_use + s.pinned < s.size)
+            mem = self._mem
+            allocated, reserved = mem.allocated(), mem.reserved()
             lost = self._xid_last == XID_FALLEN_OFF_BUS
             return GpuReading(
                 ts=self._wall() if now is None else now,
@@ -321,9 +292,9 @@ class GpuTwin:
                 alloc_allocated_bytes=float(allocated),
                 alloc_reserved_bytes=float(reserved),
                 alloc_active_bytes=float(allocated),
-                alloc_inactive_split_bytes=float(split),
-                alloc_retries=self._retries,
-                alloc_ooms=self._ooms,
+                alloc_inactive_split_bytes=float(mem.inactive_split()),
+                alloc_retries=mem.retries,
+                alloc_ooms=mem.ooms,
                 replica=self.replica if replica is None else replica,
             )
 
@@ -332,7 +303,7 @@ class GpuTwin:
         state = dict(sorted(self._faults.items()))
         state.update(xid_errors=self._xid_count, xid_last=self._xid_last,
                      device_lost=self._xid_last == XID_FALLEN_OFF_BUS,
-                     leaked_bytes=int(self._leaked))
+                     leaked_bytes=int(self._mem.leaked))
         return state
 
     def _power_limit(self) -> float:
@@ -420,67 +391,7 @@ class GpuTwin:
         self._t = t
         leak = float(self._faults.get("memory_leak_mib_per_s", 0.0)) * MIB * dt
         if leak > 0:
-            self._leak_wanted += leak
-            self._grow_leak()
-
-    def _capacity(self) -> int:
-        return self.params.memory_total_bytes - self.params.context_bytes
-
-    def _reserved(self) -> int:
-        p = self.params
-        return (_round_up(p.weights_bytes, p.segment_bytes) + sum(s.size for s in self._segments)
-                + int(self._leaked))
-
-    def _free_cache(self) -> bool:
-        """PyTorch's retry path: drop cached segments holding nothing live. True if any went."""
-        before = len(self._segments)
-        self._segments = [s for s in self._segments if s.in_use or s.pinned]
-        return len(self._segments) < before
-
-    def _grow_leak(self) -> None:
-        """Leaked tensors take memory as they can; short of it, the cache is flushed first."""
-        want = self._leak_wanted - self._leaked
-        if want > self._capacity() - self._reserved() and self._free_cache():
-            self._retries += 1
-        self._leaked += max(0.0, min(want, self._capacity() - self._reserved()))
-
-    def _allocate(self, need: int) -> _Segment:
-        if "fragmentation" not in self._faults:  # last batch's outputs were consumed by now
-            for seg, size in self._pins:
-                seg.pinned -= size
-            self._pins.clear()
-        if self._leak_wanted > self._leaked + 1:  # the leaking code runs in this batch: it fails
-            self._grow_leak()
-            if self._leak_wanted > self._leaked + 1:
-                self._ooms += 1
-                raise SimulatedCudaOOM(f"{self.device}: out of memory "
-                                       f"({int(self._leaked)} bytes held by leaked tensors)")
-        fits = [s for s in self._segments if not s.in_use and s.size - s.pinned >= need]
-        if fits:
-            seg = min(fits, key=lambda s: s.size - s.pinned)
-        else:
-            seg = _Segment(_round_up(need, self.params.segment_bytes))
-            if self._reserved() + seg.size > self._capacity():
-                self._retries += 1
-                self._free_cache()
-                if self._reserved() + seg.size > self._capacity():
-                    self._ooms += 1
-                    raise SimulatedCudaOOM(
-                        f"{self.device}: tried to allocate {need} bytes; "
-                        f"{self._capacity() - self._reserved()} bytes free of {self._capacity()}")
-            self._segments.append(seg)
-        seg.in_use = need
-        return seg
-
-    def _release(self, seg: _Segment | None, output_bytes: int) -> None:
-        if seg is None:
-            return
-        seg.in_use = 0
-        keep = min(output_bytes, seg.size - seg.pinned)
-        if keep > 0 and seg in self._segments:
-            seg.pinned += keep
-            self._pins.append((seg, keep))
-
+            self._mem.leak(leak)
 
 def _validate_faults(spec: Mapping[str, Any], default_factor: float) -> dict[str, Any]:
     """Normalise a fault spec; ``None``/``False`` for a key clears that fault."""
