@@ -31,6 +31,7 @@ import urllib.request
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, Field
 
@@ -57,6 +58,7 @@ class FleetConfig(BaseModel):
     synth_cost: dict[str, float] = Field(default_factory=dict)
     summary_latencies: bool = False
     onnx_threads: int = Field(1, ge=1)
+    gpu: Literal["twin", "cpu"] = "twin"
     ready_timeout_s: float = Field(READY_TIMEOUT_S, gt=0)
     access_token: str = Field(default_factory=lambda: secrets.token_urlsafe(24),
                               description="guards Triton's statistics/trace/logging APIs")
@@ -300,6 +302,7 @@ class Fleet:
             summary_latencies=self.config.summary_latencies,
             onnx_threads=self.config.onnx_threads,
             access_token=self.config.access_token,
+            gpu=self.config.gpu,
         )
         (self.run_dir / "replicas").mkdir(parents=True, exist_ok=True)
         cfg_path = self.run_dir / "replicas" / f"{replica.name}.json"

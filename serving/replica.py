@@ -3,10 +3,12 @@
 Run as its own process by the fleet (``python -m serving.replica CONFIG_JSON``). Besides Triton's
 HTTP, gRPC and metrics ports, a replica serves a small control endpoint on loopback:
 
-    GET    /healthz   -> {"replica": ..., "pid": ...}
-    GET    /faults    -> the faults now injected into its model code
-    POST   /faults    -> set faults, e.g. {"latency_factor": 5}; 400 on bad input
-    DELETE /faults    -> clear them
+    GET    /healthz      -> {"replica": ..., "pid": ...}
+    GET    /faults       -> the faults now injected into its model code
+    POST   /faults       -> set faults, e.g. {"latency_factor": 5}; 400 on bad input
+    DELETE /faults       -> clear them
+    GET    /gpu          -> the simulated GPU's reading (when the replica runs on the twin)
+    GET|POST|DELETE /gpu/faults -> the twin's faults, e.g. {"cooling_failure": true}
 
 Why a process per replica: a replica must be killable, hangable (SIGSTOP) and restartable on its
 own, exactly like a pod. Why SIGTERM and not SIGINT: ``Triton.serve()`` ignores SIGINT (see
@@ -19,12 +21,15 @@ from __future__ import annotations
 import ctypes
 import json
 import logging
+import os
 import signal
 import sys
 import threading
+from collections.abc import Callable
+from dataclasses import asdict
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
@@ -35,6 +40,7 @@ __all__ = ["BatchingConfig", "ReplicaConfig", "main"]
 
 logger = logging.getLogger("warden.replica")
 PR_SET_PDEATHSIG = 1
+MAX_CONTROL_BODY = 65536
 
 
 class BatchingConfig(BaseModel):
@@ -61,6 +67,7 @@ class ReplicaConfig(BaseModel):
     summary_latencies: bool = False
     onnx_threads: int = Field(1, ge=1)
     access_token: str | None = None
+    gpu: Literal["twin", "cpu"] = Field("twin", description="device under the model code")
 
 
 def _die_with_parent() -> None:
@@ -115,7 +122,30 @@ def _triton_config(config: ReplicaConfig) -> Any:
     )
 
 
-def _control_handler(name: str, faults: ModelFaultState) -> type[BaseHTTPRequestHandler]:
+Route = Callable[[dict[str, Any]], dict[str, Any]]
+
+
+def control_routes(name: str, faults: ModelFaultState, twin: Any | None) -> dict[tuple[str, str], Route]:
+    """``(method, path) -> handler(body) -> reply``; a handler raises ``ValueError`` for a 400."""
+    routes: dict[tuple[str, str], Route] = {
+        ("GET", "/healthz"): lambda _: {"replica": name, "pid": os.getpid()},
+        ("GET", "/faults"): lambda _: asdict(faults.faults),
+        ("POST", "/faults"): lambda body: asdict(faults.update(body)),
+        ("DELETE", "/faults"): lambda _: asdict(faults.clear()),
+    }
+    if twin is not None:
+        from collectors.gpu_record import reading_to_dict
+
+        routes.update({
+            ("GET", "/gpu"): lambda _: reading_to_dict(twin.reading()),
+            ("GET", "/gpu/faults"): lambda _: twin.fault_state(),
+            ("POST", "/gpu/faults"): lambda body: twin.apply_faults(body),
+            ("DELETE", "/gpu/faults"): lambda _: twin.clear_faults(),
+        })
+    return routes
+
+
+def _control_handler(routes: dict[tuple[str, str], Route]) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
             logger.debug("control: " + format, *args)
@@ -128,36 +158,23 @@ def _control_handler(name: str, faults: ModelFaultState) -> type[BaseHTTPRequest
             self.end_headers()
             self.wfile.write(data)
 
-        def do_GET(self) -> None:  # noqa: N802
-            import os
-
-            if self.path == "/healthz":
-                self._reply(200, {"replica": name, "pid": os.getpid()})
-            elif self.path == "/faults":
-                self._reply(200, faults.faults.__dict__)
-            else:
-                self._reply(404, {"error": f"no such path {self.path}"})
-
-        def do_POST(self) -> None:  # noqa: N802
-            if self.path != "/faults":
-                self._reply(404, {"error": f"no such path {self.path}"})
+        def _handle(self) -> None:
+            route = routes.get((self.command, self.path))
+            if route is None:
+                self._reply(404, {"error": f"no route {self.command} {self.path}"})
                 return
             try:
-                length = int(self.headers.get("Content-Length", "0"))
-                if length > 65536:
+                length = int(self.headers.get("Content-Length") or 0)
+                if length > MAX_CONTROL_BODY:
                     raise ValueError("body too large")
-                body = json.loads(self.rfile.read(length) or b"{}")
+                body = json.loads(self.rfile.read(length) or b"{}") if length else {}
                 if not isinstance(body, dict):
                     raise ValueError("body must be a JSON object")
-                self._reply(200, faults.update(body).__dict__)
-            except (ValueError, json.JSONDecodeError) as exc:
+                self._reply(200, route(body))
+            except ValueError as exc:  # json.JSONDecodeError is a ValueError
                 self._reply(400, {"error": str(exc)})
 
-        def do_DELETE(self) -> None:  # noqa: N802
-            if self.path == "/faults":
-                self._reply(200, faults.clear().__dict__)
-            else:
-                self._reply(404, {"error": f"no such path {self.path}"})
+        do_GET = do_POST = do_DELETE = _handle  # noqa: N815
 
     return Handler
 
@@ -189,6 +206,13 @@ def serve(config: ReplicaConfig, device: Device | None = None) -> None:
     from pytriton.triton import Triton, TritonSecurityConfig
 
     faults = ModelFaultState()
+    twin = None
+    if device is None and config.gpu == "twin":
+        from serving.devices import TwinDevice
+        from serving.gpu_twin import GpuTwin
+
+        twin = GpuTwin(f"sim-{config.name}", replica=config.name)
+        device = TwinDevice(twin)
     tracer = _make_tracer(config)
     if tracer is not None:
         set_telemetry_tracer(tracer)
@@ -203,7 +227,7 @@ def serve(config: ReplicaConfig, device: Device | None = None) -> None:
         onnx_threads=config.onnx_threads,
     )
     control = ThreadingHTTPServer(("127.0.0.1", config.control_port),
-                                  _control_handler(config.name, faults))
+                                  _control_handler(control_routes(config.name, faults, twin)))
     threading.Thread(target=control.serve_forever, name="control", daemon=True).start()
 
     b = config.batching

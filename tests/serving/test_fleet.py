@@ -113,3 +113,30 @@ def _pgid(pid: int) -> int | None:
         return os.getpgid(pid)
     except ProcessLookupError:
         return None
+
+
+def _get(url: str) -> dict:
+    with urllib.request.urlopen(url, timeout=5) as resp:
+        return json.loads(resp.read())
+
+
+def test_model_runs_on_the_twin_whose_faults_reach_requests(fleet: Fleet) -> None:
+    replica = fleet.replicas[0]
+    xs = np.ones((1, 4), dtype=np.float32)
+    for _ in range(20):
+        _infer(replica.url, "synth", xs, "y")
+    reading = _get(f"{replica.control_url}/gpu")
+    assert reading["simulated"] is True and reading["device"] == f"sim-{replica.name}"
+    assert reading["utilization"] > 0
+    code, body = _post(f"{replica.control_url}/gpu/faults", b'{"power_cap_w": -5}')
+    assert code == 400
+    code, _ = _post(f"{replica.control_url}/gpu/faults", b'{"xid": 79}')
+    assert code == 200
+    try:
+        with pytest.raises(Exception, match="XID 79"):
+            _infer(replica.url, "synth", xs, "y")
+    finally:
+        urllib.request.urlopen(urllib.request.Request(
+            f"{replica.control_url}/gpu/faults", method="DELETE"), timeout=5).read()
+    assert np.array_equal(_infer(replica.url, "synth", xs, "y"), 2 * xs + 1)
+    assert _get(f"{replica.control_url}/gpu")["xid_errors"] >= 1
