@@ -42,8 +42,9 @@ class TracePipeline:
     ) -> None:
         self.store = store
         self.metrics = metrics
-        self.joiner = joiner or ChainJoiner()
-        self.writer = writer or StoreWriter(store, max_records=5_000, max_delay_s=1.0)
+        self.joiner = joiner if joiner is not None else ChainJoiner()  # len() 0 is falsy
+        self.writer = (writer if writer is not None
+                       else StoreWriter(store, max_records=5_000, max_delay_s=1.0))
         self.receiver = OtlpReceiver(self.joiner.add, metrics=metrics, **receiver_kwargs)  # type: ignore[arg-type]
         self.poll_interval_s = poll_interval_s
         self._stop = threading.Event()
