@@ -72,20 +72,20 @@ class TritonModelStats:
         client = self._client(replica)
         live = bool(client.is_server_live(headers=self.headers))
         out = [Sample("triton_live", freeze_labels({"replica": replica}), now, float(live))]
+        # PyTriton's repository index comes back empty (it loads models explicitly), so the
+        # models to check are the union of the index and of the statistics.
         index = client.get_model_repository_index(headers=self.headers) or []
-        for entry in index:
-            name = entry.get("name", "")
-            if not name:
-                continue
+        stats = client.get_inference_statistics("", headers=self.headers) or {}
+        model_stats = {m.get("name", ""): m for m in stats.get("model_stats", [])}
+        names = {e.get("name", "") for e in index} | set(model_stats)
+        for name in sorted(n for n in names if n):
             base, variant = split_variant(name)
             labels = freeze_labels({"model": base, "variant": variant, "replica": replica})
-            ready = entry.get("state") == "READY" or bool(
-                client.is_model_ready(name, headers=self.headers))
+            ready = bool(client.is_model_ready(name, headers=self.headers))
             out.append(Sample("triton_model_ready", labels, now, float(ready)))
-        stats = client.get_inference_statistics("", headers=self.headers) or {}
-        for m in stats.get("model_stats", []):
-            base, variant = split_variant(m.get("name", ""))
-            labels = freeze_labels({"model": base, "variant": variant, "replica": replica})
+            m = model_stats.get(name)
+            if m is None:
+                continue
             last_ms = float(m.get("last_inference") or 0)
             if last_ms > 0:
                 out.append(Sample("triton_last_inference_age_seconds", labels, now,
