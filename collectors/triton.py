@@ -34,7 +34,7 @@ import urllib.request
 from collections import defaultdict
 from collections.abc import Callable, Mapping
 
-from collectors.promtext import CounterTracker, ParsedSample, histogram_quantile, parse_tolerant
+from collectors.promtext import CounterTracker, histogram_quantile, parse_tolerant
 from collectors.self_metrics import WardenMetrics
 from warden.records import Labels, Sample, freeze_labels
 
@@ -124,6 +124,7 @@ class TritonMetricsCollector:
             try:
                 text = self._fetch(url, self.timeout_s)
             except Exception as exc:  # noqa: BLE001 - a dead replica must not stop the loop
+                logger.debug("scrape of %s (%s) failed: %s", replica, url, exc)
                 self.metrics.scrape_errors.labels(replica, _reason(exc)).inc()
                 out.append(Sample("triton_up", freeze_labels({"replica": replica}), now, 0.0))
                 self.metrics.scrape_lag.labels(replica).set(

@@ -32,7 +32,15 @@ from pathlib import Path
 from typing import Any
 
 from warden.db import open_db
-from warden.records import Anomaly, GpuReading, Labels, RequestChain, Sample, Span
+from warden.records import (
+    Anomaly,
+    GpuReading,
+    Labels,
+    RequestChain,
+    Sample,
+    Span,
+    freeze_labels,
+)
 from warden.store_readers import StoreReaders
 from warden.store_schema import (
     BUILTIN_RETENTION,
@@ -141,7 +149,11 @@ class Store(StoreReaders):
                 if v != v:  # NaN, without a function call per sample
                     self.rejected_samples += 1
                     continue
-                sid = ids.get((s.series, s.labels))
+                try:
+                    sid = ids.get((s.series, s.labels))
+                except TypeError:  # labels given as a dict: accept, but freeze them
+                    sid = None
+                    s = Sample(s.series, freeze_labels(s.labels), s.ts, v)
                 if sid is None:
                     sid = self._series_id(conn, s.series, s.labels)
                 rows.append((sid, s.ts, v))

@@ -237,3 +237,19 @@ def test_http_scrape_errors_and_lag_per_target(metrics) -> None:
     assert metrics.value("warden_scrape_errors_total", {"target": "dead", "reason": "connect"}) == 1
     assert metrics.value("warden_scrape_lag_seconds", {"target": "dead"}) == 5.0
     assert metrics.value("warden_scrape_lag_seconds", {"target": "ok"}) == 0.0
+
+
+def test_model_stats_dead_target_is_counted_not_raised(metrics) -> None:
+    import socket
+
+    from collectors.triton_stats import TritonModelStats
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        dead = s.getsockname()[1]
+    stats = TritonModelStats({"r9": f"127.0.0.1:{dead}"}, metrics=metrics, timeout_s=1.0)
+    out = stats.collect(1.0)
+    assert [(s.series, s.value) for s in out] == [("triton_live", 0.0)]
+    errors = [m for m in metrics.registry.collect() if m.name == "warden_scrape_errors"]
+    assert sum(s.value for s in errors[0].samples
+               if s.name.endswith("_total") and s.labels["target"] == "r9/stats") == 1

@@ -69,6 +69,12 @@ def test_nan_rejected_and_counted_and_duplicate_ts_replaces(store: Store) -> Non
     assert list(store.series("x_seconds")["value"]) == [2.0]
 
 
+def test_dict_labels_are_frozen(store: Store) -> None:
+    store.write_samples([Sample("d_total", {"b": "2", "a": "1"}, 1.0, 1.0)])  # type: ignore[arg-type]
+    store.write_samples([_s("d_total", 2.0, 2.0, a="1", b="2")])
+    assert len(store.list_series("d_total")) == 1 and len(store.series("d_total")) == 2
+
+
 def test_quantiles_per_window(store: Store) -> None:
     store.write_samples([_s("lat_seconds", float(i), float(i), replica="r0") for i in range(20)])
     df = store.quantiles("lat_seconds", q=(0.5, 0.99), window_s=10.0)
