@@ -83,6 +83,8 @@ class Store(StoreReaders):
         self.clock = clock
         self.readonly = readonly
         self._lock = threading.RLock()
+        if readonly and not self.path.exists():
+            raise StoreError(f"no store at {self.path}: start the writer (engine) first")
         self._conn = open_db(self.path, readonly=readonly)
         self._conn.row_factory = sqlite3.Row
         self._series_ids: dict[tuple[str, Labels], int] = {}

@@ -171,6 +171,11 @@ def test_readonly_store_refuses_writes(tmp_path) -> None:
     ro.close()
 
 
+def test_readonly_missing_file_is_a_clear_error(tmp_path) -> None:
+    with pytest.raises(StoreError, match="no store"):
+        Store(tmp_path / "absent.db", readonly=True)
+
+
 def test_size_grows(store: Store) -> None:
     before = store.size_bytes()
     store.write_samples([_s("a_total", float(i), 1.0) for i in range(5000)])
