@@ -1,0 +1,171 @@
+"""Joining REAL captured spans (Triton JSON + PyTriton/SDK protobuf) into request chains."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import pytest
+
+from collectors.chains import ChainJoiner, build_chain, keep_by_trace_id
+from collectors.otlp import decode_json, decode_protobuf
+from warden.records import Span, Stage
+
+FIX = Path(__file__).parents[1] / "fixtures" / "triton"
+
+
+def real_spans() -> list[Span]:
+    out: list[Span] = []
+    for f in sorted(FIX.glob("otlp_*")):
+        body = f.read_bytes()
+        out.extend((decode_json(body) if f.suffix == ".json" else decode_protobuf(body)).spans)
+    return out
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.t = 0.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def test_real_triton_names_and_events() -> None:
+    spans = real_spans()
+    names = {s.name for s in spans}
+    # what Triton 2.51 + PyTriton 0.7 really send (documented in collectors/chains.py)
+    assert {"warden.client", "warden.router", "InferRequest", "mlp", "compute", "warden.model",
+            "python_backend_execute", "proxy_inference_callable"} <= names
+    compute = next(s for s in spans if s.name == "compute")
+    assert [e[0] for e in compute.events] == [
+        "COMPUTE_START", "COMPUTE_INPUT_END", "COMPUTE_OUTPUT_START", "COMPUTE_END"]
+    sched = next(s for s in spans if s.name == "mlp")
+    assert "QUEUE_START" in [e[0] for e in sched.events]
+    assert sched.attributes["triton.model_name"] == "mlp"
+    assert len({s.trace_id for s in spans}) == 3
+
+
+def test_real_spans_join_into_full_chains_with_consistent_stages() -> None:
+    clock = Clock()
+    j = ChainJoiner(clock=clock, settle_s=1.0, sample_rate=0.0, slow_threshold_s=10.0)
+    j.add(real_spans())
+    assert j.poll() == []  # not settled yet
+    clock.t = 1.0
+    joined = j.poll()
+    assert len(joined) == 3 and len(j) == 0
+    for item in joined:
+        c = item.chain
+        assert item.spans is None  # fast, ok, not sampled: summary only
+        assert (c.model, c.variant, c.replica) == ("mlp", "full", "r0")
+        assert set(c.stages) == {s.value for s in Stage}
+        assert c.latency_s == c.stages["client"] and c.span_count == 8
+        inner = sum(c.stages[s] for s in ("router", "triton_http", "queue", "compute_input",
+                                          "compute_infer", "compute_output"))
+        assert 0 < inner <= c.latency_s
+        assert c.stages["model_code"] <= c.stages["compute_infer"]
+        assert c.gpu is not None and c.gpu.simulated and c.gpu.temperature_c == 61.5
+        assert c.gpu.device == "sim0" and c.gpu.replica == "r0"
+
+
+def test_out_of_order_arrival_gives_the_same_chain() -> None:
+    spans = real_spans()
+    shuffled = spans[:]
+    random.Random(7).shuffle(shuffled)
+    c1, c2 = Clock(), Clock()
+    a, b = ChainJoiner(clock=c1, settle_s=0.0), ChainJoiner(clock=c2, settle_s=0.0)
+    a.add(spans)
+    for s in shuffled:
+        b.add([s])
+    ca = sorted((x.chain for x in a.poll()), key=lambda c: c.trace_id)
+    cb = sorted((x.chain for x in b.poll()), key=lambda c: c.trace_id)
+    assert ca == cb
+
+
+def test_late_model_spans_reopen_and_reemit_the_chain() -> None:
+    spans = real_spans()
+    early = [s for s in spans if s.service != "warden-replica-r0" or s.name in
+             ("InferRequest", "mlp", "compute")]
+    late = [s for s in spans if s not in early]  # PyTriton's batch exporter: 5 s later
+    clock = Clock()
+    j = ChainJoiner(clock=clock, settle_s=1.0)
+    j.add(early)
+    clock.t = 1.5
+    first = {x.chain.trace_id: x for x in j.poll()}
+    assert all("model_code" not in x.chain.stages for x in first.values())
+    clock.t = 5.0
+    j.add(late)
+    assert j.late_spans == 3
+    clock.t = 6.5
+    second = j.poll()
+    assert len(second) == 3 and all(x.reemitted for x in second)
+    assert all(x.chain.stages.get("model_code") for x in second)
+    assert all(x.chain.span_count == 8 for x in second)
+
+
+def test_unrooted_trace_waits_for_timeout() -> None:
+    triton_only = [s for s in real_spans() if s.name in ("InferRequest", "mlp", "compute")]
+    clock = Clock()
+    j = ChainJoiner(clock=clock, settle_s=1.0, timeout_s=10.0)
+    j.add(triton_only)  # InferRequest's parent (the router span) never arrives
+    clock.t = 5.0
+    assert j.poll() == []
+    clock.t = 10.0
+    out = j.poll()
+    assert len(out) == 3
+    c = out[0].chain
+    assert c.replica == "r0"  # from service.name warden-replica-r0
+    assert c.latency_s == pytest.approx(c.stages["triton_http"] + c.stages["queue"]
+                                        + c.stages["compute_input"] + c.stages["compute_infer"]
+                                        + c.stages["compute_output"], abs=2e-4)
+
+
+def _span(tid: str, sid: str, parent: str, name: str, dur_ms: float, error: bool = False) -> Span:
+    return Span(tid, sid, parent, name, "svc", 10**18, 10**18 + int(dur_ms * 1e6),
+                {"warden.model": "synth", "warden.variant": "lite", "warden.replica": "r2"},
+                (), error)
+
+
+def test_slow_and_failed_chains_kept_whole_rest_sampled() -> None:
+    clock = Clock()
+    j = ChainJoiner(clock=clock, settle_s=0.0, slow_threshold_s=0.1, sample_rate=0.0)
+    j.add([_span("a" * 32, "1" * 16, "", "warden.client", 500)])  # slow
+    j.add([_span("b" * 32, "2" * 16, "", "warden.client", 5, error=True)])  # failed
+    j.add([_span("c" * 32, "3" * 16, "", "warden.client", 5)])  # fast, fine
+    out = {x.chain.trace_id[0]: x for x in j.poll()}
+    assert out["a"].spans is not None and out["b"].spans is not None and out["c"].spans is None
+    assert out["b"].chain.error and out["a"].chain.variant == "lite"
+
+
+def test_sampling_is_deterministic_and_near_rate() -> None:
+    rng = random.Random(1)
+    ids = [f"{rng.getrandbits(128):032x}" for _ in range(20_000)]
+    kept = [keep_by_trace_id(t, 0.1) for t in ids]
+    assert kept == [keep_by_trace_id(t, 0.1) for t in ids]
+    assert 0.09 < sum(kept) / len(kept) < 0.11
+    assert keep_by_trace_id(ids[0], 1.0) and not keep_by_trace_id(ids[0], 0.0)
+
+
+def test_router_minus_child_and_duplicates() -> None:
+    spans = [
+        _span("d" * 32, "1" * 16, "", "warden.router", 10),
+        _span("d" * 32, "2" * 16, "1" * 16, "InferRequest", 7),
+    ]
+    c = build_chain("d" * 32, spans)
+    assert c.stages["router"] == pytest.approx(0.003)
+    assert c.stages["triton_http"] == pytest.approx(0.007)
+    assert "client" not in c.stages and c.latency_s == pytest.approx(0.010)
+    j = ChainJoiner(clock=Clock(), settle_s=0.0)
+    j.add(spans)
+    j.add(spans[:1])
+    assert j.duplicate_spans == 1 and j.poll()[0].chain.span_count == 2
+
+
+def test_bounded_memory_evicts_oldest() -> None:
+    clock = Clock()
+    j = ChainJoiner(clock=clock, settle_s=100.0, max_traces=2)
+    for i in range(4):
+        j.add([_span(f"{i + 1:032x}", "1" * 16, "", "warden.client", 1)])
+    out = j.poll()
+    assert j.evicted == 2 and len(out) == 2 and len(j) == 2
+    with pytest.raises(ValueError):
+        ChainJoiner(sample_rate=2.0)
