@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from warden.alerting.matchers import Matcher, matches_all, parse_matcher
 from warden.records import Alert, AlertStatus
 
-__all__ = ["InhibitRule", "Inhibitor", "REPLICA_DOWN_MUTES_LATENCY"]
+__all__ = ["DEFAULT_RULES", "InhibitRule", "Inhibitor", "REPLICA_DOWN_MUTES_LATENCY",
+           "SLO_PAGE_MUTES_TICKET"]
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,16 @@ REPLICA_DOWN_MUTES_LATENCY = InhibitRule(
     equal=("replica",),
 )
 """The default rule: a replica that is down mutes the latency alerts on that replica."""
+
+
+SLO_PAGE_MUTES_TICKET = InhibitRule(
+    source=(parse_matcher("alertname=SloErrorBudgetBurn"), parse_matcher("severity=page")),
+    target=(parse_matcher("alertname=SloErrorBudgetBurn"), parse_matcher("severity=ticket")),
+    equal=("slo",),
+)
+"""A fast burn that pages makes the slow-burn ticket for the same SLO redundant."""
+
+DEFAULT_RULES: tuple[InhibitRule, ...] = (REPLICA_DOWN_MUTES_LATENCY, SLO_PAGE_MUTES_TICKET)
 
 
 class Inhibitor:
