@@ -6,7 +6,6 @@ import json
 from dataclasses import replace
 
 import pytest
-from prometheus_client import CollectorRegistry
 
 from warden.alerting.grouping import (
     DEFAULT_GROUP_INTERVAL_S,
@@ -158,7 +157,7 @@ def _world(tmp_path, route: Route, *, rate: RateLimitStage | None = None):
     if rate is not None:
         stages.append(rate)
     stages.append(OutboxStage(outbox, nflog, external_url="http://warden:8080"))
-    d = Dispatcher([(route, Pipeline(stages, registry=CollectorRegistry()))])
+    d = Dispatcher([(route, Pipeline(stages))])
     holder.append(d)
     return d, outbox, silences
 

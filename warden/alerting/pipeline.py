@@ -36,6 +36,7 @@ __all__ = [
     "NotificationLog",
     "OutboxStage",
     "Pipeline",
+    "PipelineMetrics",
     "RateLimitStage",
     "SilenceStage",
     "Stage",
@@ -215,6 +216,16 @@ SUPPRESSED = "suppressed"
 DEFERRED = "deferred"
 
 
+class PipelineMetrics:
+    """Counters shared by every route's pipeline (register once per registry)."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.stopped = Counter("warden_alert_pipeline_stopped", "Flushes stopped, by stage",
+                               ["stage"], registry=registry)
+        self.notified = Counter("warden_alert_pipeline_notified", "Flushes that notified",
+                                ["receiver"], registry=registry)
+
+
 class Pipeline:
     """Runs a flush through its stages, counting where flushes stop.
 
@@ -223,22 +234,18 @@ class Pipeline:
     ``defers = True``, the rate limit, held it back: keep everything for the next interval).
     """
 
-    def __init__(self, stages: Sequence[Stage], *, registry: CollectorRegistry | None = None) -> None:
+    def __init__(self, stages: Sequence[Stage], *, metrics: PipelineMetrics | None = None) -> None:
         self.stages = tuple(stages)
-        reg = registry if registry is not None else CollectorRegistry()
-        self._stopped = Counter("warden_alert_pipeline_stopped", "Flushes stopped, by stage",
-                                ["stage"], registry=reg)
-        self._notified = Counter("warden_alert_pipeline_notified", "Flushes that notified",
-                                 ["receiver"], registry=reg)
+        self.metrics = metrics or PipelineMetrics(CollectorRegistry())
 
     def run(self, flush: GroupFlush) -> str:
         alerts = list(flush.alerts)
         for stage in self.stages:
             alerts = stage.process(flush, alerts)
             if not alerts:
-                self._stopped.labels(stage.name).inc()
+                self.metrics.stopped.labels(stage.name).inc()
                 return DEFERRED if getattr(stage, "defers", False) else SUPPRESSED
-        self._notified.labels(flush.route.receiver).inc()
+        self.metrics.notified.labels(flush.route.receiver).inc()
         return NOTIFIED
 
 
