@@ -79,8 +79,10 @@ class RecordingServer:
                                                        body, time.time()))
                         outer.arrived.notify_all()
                 out = b"{}"
+                self.close_connection = True  # no keep-alive: "down" must really be down
                 try:
                     self.send_response(code)
+                    self.send_header("Connection", "close")
                     self.send_header("Content-Length", str(len(out)))
                     self.end_headers()
                     self.wfile.write(out)
