@@ -99,6 +99,22 @@ def test_500s_then_recovery_keeps_key_and_drains_at_once(tmp_path, recording_ser
     assert max(i.attempts for i in first) == 6  # the probe row: 5 failures then success
 
 
+def test_rows_written_while_target_backs_off_wait_with_it(tmp_path, recording_server) -> None:
+    clock, outbox, disp, _ = _setup(tmp_path, recording_server)
+    recording_server.mode = "error"
+    _enqueue(outbox, 1)
+    disp.run_once()
+    for i in range(5):  # new notifications while the receiver is failing
+        outbox.enqueue(key=f"new{i}", target="oncall", group_key="g", status="firing",
+                       body="{}", now=clock.t)
+        disp.run_once()
+    assert recording_server.attempts == 1  # no probe per new row
+    assert all(i.next_attempt_at > clock.t for i in outbox.items())
+    recording_server.mode = "ok"
+    clock.t = outbox.next_due_at()
+    assert disp.run_once() + disp.run_once() == 6
+
+
 def test_timeout_is_retryable(tmp_path, recording_server) -> None:
     clock, outbox, disp, _ = _setup(tmp_path, recording_server, timeout_s=0.3)
     _enqueue(outbox, 1)

@@ -217,6 +217,8 @@ class OutboxDispatcher:
         self.backoff = backoff
         self.dead_after_s = dead_after_s
         self.max_idle_s = max_idle_s
+        self._blocked_until: dict[str, float] = {}  # target-level backoff
+        self._failures: dict[str, int] = {}  # consecutive failures per target
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -238,6 +240,11 @@ class OutboxDispatcher:
             for item in self.outbox.due(now):
                 if item.target in failing:
                     continue  # do not hammer a target that just failed in this pass
+                until = self._blocked_until.get(item.target, 0.0)
+                if until > now:  # a row written while its target is backed off waits with it
+                    self.outbox.defer(item.target, until=until)
+                    failing.add(item.target)
+                    continue
                 delivered += self._send(item, failing)
                 if self._stop.is_set():
                     break
@@ -258,6 +265,8 @@ class OutboxDispatcher:
                 result = DeliveryResult(False, True, None, f"notifier raised {type(exc).__name__}")
         now = self.clock()
         if result.ok:
+            self._blocked_until.pop(item.target, None)
+            self._failures.pop(item.target, None)
             self.outbox.mark_delivered(item.id, now=now, status_code=result.status_code)
             self._attempts.labels(item.target, "delivered").inc()
             if self.outbox.expedite(item.target, now=now):
@@ -266,11 +275,14 @@ class OutboxDispatcher:
         failing.add(item.target)
         attempt = item.attempts + 1
         dead = not result.retryable or now - item.created_at >= self.dead_after_s
-        next_at = now + self.backoff.delay(attempt, self.rng.random())
+        streak = self._failures.get(item.target, 0) + 1 if result.retryable else 0
+        next_at = now + self.backoff.delay(max(attempt, streak), self.rng.random())
         self.outbox.mark_failed(item.id, now=now, result=result, next_attempt_at=next_at,
                                 dead=dead)
         if result.retryable:
             # The whole target waits with this row: one probe per backoff, not one per row.
+            self._failures[item.target] = streak
+            self._blocked_until[item.target] = next_at
             self.outbox.defer(item.target, until=next_at)
         self._attempts.labels(item.target, "retryable" if result.retryable else "refused").inc()
         if dead:
