@@ -12,11 +12,11 @@ from alerting_helpers import am_config
 from prometheus_client import CollectorRegistry
 from pydantic import SecretStr
 
-from warden.alerting.outbox import Outbox, OutboxDispatcher
+from warden.alerting.config import load_alerting_config
 from warden.alerting.payload import build_webhook_payload, parse_webhook_payload
 from warden.alerting.pipeline import alertmanager_push_body
 from warden.alerting.receiver import InboundAlertStore, WebhookReceiver
-from warden.alerting.webhook import AlertmanagerPushNotifier
+from warden.alerting.service import AlertingService
 from warden.db import open_db
 from warden.records import Alert, AlertStatus, alert_fingerprint, freeze_labels
 
@@ -59,15 +59,16 @@ def test_push_reaches_warden_receiver_through_alertmanager(alertmanager_factory,
                          bearer_token=SecretStr(token)) as receiver:
         am = alertmanager_factory(am_config(receiver.url, token=token,
                                             group_by=["alertname", "replica"]))
-        outbox = Outbox(open_db(tmp_path / "w.db"))
+        # Warden pushes through its pipeline and outbox, as the engine does.
+        cfg = load_alerting_config({
+            "receivers": [{"name": "am", "kind": "alertmanager", "url": am.base_url}],
+            "routes": [{"receiver": "am", "group_by": ["..."], "group_wait_s": 0}]})
+        svc = AlertingService(cfg, open_db(tmp_path / "w.db"), registry=CollectorRegistry())
         starts = time.time() - 5
         alerts = [_alert(LABEL_SETS[0], starts)]
-        outbox.enqueue(key="push-1", target="am", group_key="g", status="firing",
-                       body=json.dumps(alertmanager_push_body(alerts)), now=time.time())
-        disp = OutboxDispatcher(outbox, {"am": AlertmanagerPushNotifier(am.base_url)},
-                                registry=CollectorRegistry())
-        assert disp.run_once() == 1
-        assert outbox.counts()["delivered"] == 1
+        svc.submit(alerts)
+        assert svc.delivery.run_once() == 1
+        outbox = svc.outbox
         deadline = time.monotonic() + 15
         got: list = []
         while time.monotonic() < deadline and not got:

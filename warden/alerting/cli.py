@@ -95,7 +95,8 @@ def cmd_silence_add(args: argparse.Namespace) -> int:
     except SilenceError as exc:
         print(f"warden: {exc}")
         return 2
-    print(f"silence {sil.id} until {time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime(sil.ends_at))}")
+    until = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(sil.ends_at))
+    print(f"silence {sil.id} until {until}")
     return 0
 
 

@@ -150,7 +150,8 @@ class RateLimitStage:
         self._sent: dict[str, list[float]] = {}
 
     def process(self, flush: GroupFlush, alerts: list[Alert]) -> list[Alert]:
-        times = [t for t in self._sent.get(flush.route.receiver, []) if t > flush.now - self.window_s]
+        start = flush.now - self.window_s
+        times = [t for t in self._sent.get(flush.route.receiver, []) if t > start]
         if len(times) >= self.max_per_window:
             self._sent[flush.route.receiver] = times
             return []

@@ -168,7 +168,8 @@ class WebhookReceiver:
             if hmac.compare_digest(auth.encode(), want.encode()):
                 return None
             return "bad_token"
-        sig, ts = headers.get(SIGNATURE_HEADER.lower(), ""), headers.get(TIMESTAMP_HEADER.lower(), "")
+        sig = headers.get(SIGNATURE_HEADER.lower(), "")
+        ts = headers.get(TIMESTAMP_HEADER.lower(), "")
         if self._secret is not None and sig:
             try:
                 skew = abs(self.clock() - float(ts))

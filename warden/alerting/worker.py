@@ -60,7 +60,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--backoff-max", type=float, default=30.0)
     p.add_argument("--poll", type=float, default=0.2)
     args = p.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     outbox = Outbox(open_db(args.db))
     dispatcher = OutboxDispatcher(
         outbox, build_notifiers(args.target, timeout_s=args.timeout),
