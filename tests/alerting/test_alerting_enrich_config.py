@@ -57,3 +57,23 @@ def test_config_defaults_and_errors() -> None:
     ):
         with pytest.raises(AlertingConfigError, match=__import__("re").escape(key)):
             load_alerting_config(bad)
+
+
+def test_make_receiver_only_with_a_secret(tmp_path) -> None:
+    from prometheus_client import CollectorRegistry
+
+    from warden.alerting.service import make_receiver
+    from warden.db import open_db
+
+    conn = open_db(tmp_path / "w.db")
+    assert make_receiver(load_alerting_config(None).inbound, conn,
+                         registry=CollectorRegistry()) is None
+    cfg = load_alerting_config({"inbound": {"port": 0, "bearer_token": "t0k3n-t0k3n"}})
+    rx = make_receiver(cfg.inbound, conn, registry=CollectorRegistry())
+    assert rx is not None
+    with rx:
+        import httpx
+
+        assert httpx.post(rx.url, content=b"{}").status_code == 401
+        assert httpx.post(rx.url, content=b"{}", headers={
+            "Authorization": "Bearer t0k3n-t0k3n"}).status_code == 400

@@ -205,7 +205,8 @@ class OutboxStage:
             payload = alertmanager_push_body(alerts)
         key = notification_key(receiver, flush.group_key, status, alerts, flush.seq)
         self.outbox.enqueue(key=key, target=receiver, group_key=flush.group_key, status=status,
-                            body=json.dumps(payload, separators=(",", ":")), now=flush.now)
+                            body=json.dumps(payload, separators=(",", ":"), ensure_ascii=False),
+                            now=flush.now)
         self.nflog.log(receiver, flush.group_key, alerts, flush.now)
         if self.on_enqueue is not None:
             self.on_enqueue()

@@ -14,7 +14,8 @@ from collections.abc import Callable, Iterable
 
 from prometheus_client import CollectorRegistry
 
-from warden.alerting.config import AlertingConfig
+from warden.alerting.config import AlertingConfig, InboundConfig
+from warden.alerting.receiver import InboundAlertStore, WebhookReceiver
 from warden.alerting.grouping import Route
 from warden.alerting.inhibit import DEFAULT_RULES, InhibitRule, Inhibitor
 from warden.alerting.matchers import parse_matcher
@@ -34,7 +35,7 @@ from warden.alerting.silences import SilenceStore
 from warden.alerting.webhook import AlertmanagerPushNotifier, Notifier, WebhookNotifier
 from warden.records import Alert
 
-__all__ = ["AlertingService"]
+__all__ = ["AlertingService", "make_receiver"]
 
 
 class AlertingService:
@@ -102,3 +103,16 @@ class AlertingService:
 
     def stop(self) -> None:
         self.delivery.stop()
+
+
+def make_receiver(config: InboundConfig, conn: sqlite3.Connection, *,
+                  registry: CollectorRegistry, silences: SilenceStore | None = None,
+                  sink: Callable[[Alert], None] | None = None) -> WebhookReceiver | None:
+    """The inbound Alertmanager endpoint from config, or ``None`` when no secret is set
+    (an endpoint without authentication is never started). Call ``start()`` on it."""
+    if config.bearer_token is None and config.hmac_secret is None:
+        return None
+    return WebhookReceiver(store=InboundAlertStore(conn), registry=registry,
+                           bearer_token=config.bearer_token, hmac_secret=config.hmac_secret,
+                           silences=silences, host=config.host, port=config.port,
+                           max_body_bytes=config.max_body_bytes, sink=sink)
