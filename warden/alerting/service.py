@@ -1,0 +1,118 @@
+"""Assembles the alerting parts from config: what the engine holds and ticks.
+
+Why one assembly: the inhibitor must see the dispatcher's alerts, the outbox stage must wake
+the delivery thread, the dedup and outbox stages must share one notification log. Building
+that by hand in every caller is where wiring bugs live.
+"""
+
+from __future__ import annotations
+
+import random
+import sqlite3
+import time
+from collections.abc import Callable, Iterable
+
+from prometheus_client import CollectorRegistry
+
+from warden.alerting.config import AlertingConfig, InboundConfig
+from warden.alerting.receiver import InboundAlertStore, WebhookReceiver
+from warden.alerting.grouping import Route
+from warden.alerting.inhibit import DEFAULT_RULES, InhibitRule, Inhibitor
+from warden.alerting.matchers import parse_matcher
+from warden.alerting.outbox import Backoff, Outbox, OutboxDispatcher
+from warden.alerting.pipeline import (
+    DedupStage,
+    Dispatcher,
+    InhibitStage,
+    NotificationLog,
+    OutboxStage,
+    Pipeline,
+    PipelineMetrics,
+    RateLimitStage,
+    SilenceStage,
+)
+from warden.alerting.silences import SilenceStore
+from warden.alerting.webhook import AlertmanagerPushNotifier, Notifier, WebhookNotifier
+from warden.records import Alert
+
+__all__ = ["AlertingService", "make_receiver"]
+
+
+class AlertingService:
+    """Routes, pipelines, outbox and its delivery thread, built from :class:`AlertingConfig`.
+
+    ``submit(alerts, now)`` hands alerts in (and flushes groups already due, so with
+    ``group_wait 0`` an alert is in the outbox before ``submit`` returns); ``tick(now)`` is the
+    engine's periodic call; ``start()``/``stop()`` run the outbox delivery thread.
+    """
+
+    def __init__(self, config: AlertingConfig, conn: sqlite3.Connection, *,
+                 registry: CollectorRegistry, clock: Callable[[], float] = time.time,
+                 rng: random.Random | None = None,
+                 notifiers: dict[str, Notifier] | None = None) -> None:
+        self.config = config
+        self.clock = clock
+        self.outbox = Outbox(conn)
+        self.silences = SilenceStore(conn)
+        self.nflog = NotificationLog()
+        if notifiers is None:
+            notifiers = {}
+            for rc in config.receivers:
+                if rc.kind == "alertmanager":
+                    notifiers[rc.name] = AlertmanagerPushNotifier(
+                        rc.url, bearer_token=rc.bearer_token, timeout_s=rc.timeout_s)
+                else:
+                    notifiers[rc.name] = WebhookNotifier(
+                        rc.url, hmac_secret=rc.hmac_secret, bearer_token=rc.bearer_token,
+                        timeout_s=rc.timeout_s)
+        self.delivery = OutboxDispatcher(
+            self.outbox, notifiers, clock=clock, rng=rng,
+            backoff=Backoff(base_s=config.outbox.backoff_base_s,
+                            max_s=max(config.outbox.backoff_max_s, config.outbox.backoff_base_s)),
+            dead_after_s=config.outbox.dead_after_s, registry=registry)
+        rules: Iterable[InhibitRule] = DEFAULT_RULES if config.inhibit_rules is None else [
+            InhibitRule(tuple(map(parse_matcher, r.source_matchers)),
+                        tuple(map(parse_matcher, r.target_matchers)), tuple(r.equal))
+            for r in config.inhibit_rules]
+        self.inhibitor = Inhibitor(rules, lambda: self.dispatcher.alerts())
+        kinds = {rc.name: rc for rc in config.receivers}
+        rate = RateLimitStage(max_per_window=config.rate_limit_per_minute, window_s=60.0)
+        metrics = PipelineMetrics(registry)
+        routes = []
+        for rc in config.routes:
+            route = Route(rc.receiver, tuple(rc.group_by), tuple(map(parse_matcher, rc.matchers)),
+                          rc.group_wait_s, rc.group_interval_s, rc.repeat_interval_s)
+            stages = [InhibitStage(self.inhibitor), SilenceStage(self.silences),
+                      DedupStage(self.nflog), rate,
+                      OutboxStage(self.outbox, self.nflog, external_url=config.external_url,
+                                  kind=kinds[rc.receiver].kind, on_enqueue=self.delivery.wake,
+                                  max_alerts=kinds[rc.receiver].max_alerts)]
+            routes.append((route, Pipeline(stages, metrics=metrics)))
+        self.dispatcher = Dispatcher(routes)
+
+    def submit(self, alerts: Iterable[Alert], now: float | None = None) -> None:
+        now = self.clock() if now is None else now
+        self.dispatcher.add(alerts, now)
+        self.dispatcher.tick(now)
+
+    def tick(self, now: float | None = None) -> None:
+        self.dispatcher.tick(self.clock() if now is None else now)
+
+    def start(self) -> None:
+        self.delivery.start()
+
+    def stop(self) -> None:
+        self.delivery.stop()
+
+
+def make_receiver(config: InboundConfig, conn: sqlite3.Connection, *,
+                  registry: CollectorRegistry, silences: SilenceStore | None = None,
+                  sink: Callable[[Alert], None] | None = None) -> WebhookReceiver | None:
+    """The inbound Alertmanager endpoint from config, or ``None`` when no secret is set
+    (an endpoint without authentication is never started). Call ``start()`` on it."""
+    if config.bearer_token is None and config.hmac_secret is None:
+        return None
+    return WebhookReceiver(store=InboundAlertStore(conn), registry=registry,
+                           bearer_token=config.bearer_token, hmac_secret=config.hmac_secret,
+                           silences=silences, host=config.host, port=config.port,
+                           max_body_bytes=config.max_body_bytes, sink=sink)
