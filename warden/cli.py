@@ -16,6 +16,8 @@ from collections.abc import Sequence
 __all__ = ["build_parser", "main"]
 
 COMMAND_MODULES: tuple[str, ...] = (
+    "collectors.cli",
+    "warden.alerting.cli",
     "warden.lab_cli",
 )
 
