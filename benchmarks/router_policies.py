@@ -44,7 +44,7 @@ def main() -> None:
     config = load_config(home=home, lab={"replicas": 3, "router_port": 0},
                          fleet={"models": ["synth"]})
     results: dict[tuple[str, str], list[tuple[float, float]]] = {}
-    with Lab(config, with_traffic=False) as lab:
+    with Lab(config, with_traffic=False, with_telemetry=False) as lab:
         assert lab.admin is not None
         slow = lab.fleet.replicas[2]
         for phase, fault in (("healthy", None), ("r2 slowed 5x", {"latency_factor": 5.0})):

@@ -313,6 +313,9 @@ class Fleet:
         env["LD_LIBRARY_PATH"] = os.pathsep.join(
             p for p in (libdir, env.get("LD_LIBRARY_PATH", "")) if p
         )
+        # PyTriton's backend-stub spans otherwise wait 5 s in their batch exporter, which
+        # leaves chains without their model-side spans for that long.
+        env.setdefault("OTEL_BSP_SCHEDULE_DELAY", "200")
         env["PYTHONPATH"] = os.pathsep.join(
             p for p in (str(Path(__file__).resolve().parent.parent), env.get("PYTHONPATH", "")) if p
         )

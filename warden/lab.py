@@ -1,4 +1,4 @@
-"""The lab: a real Triton fleet, its router and its traffic, started and stopped as one.
+"""The lab: a real Triton fleet, its router, its traffic and its telemetry, as one.
 
 ``warden up`` runs it on a laptop; the chaos suites use it as their staging target; the
 integration tests start it with small settings. Components start in dependency order and stop in
@@ -15,6 +15,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,8 @@ from serving.loadgen import LoadGenerator
 from serving.router import RouterConfig
 from serving.router_client import RouterAdmin
 from warden.config import WardenConfig
+from warden.engine import TickHook
+from warden.lab_telemetry import Telemetry
 
 __all__ = ["Lab", "LabInfo", "read_lab_info"]
 
@@ -39,6 +42,7 @@ class LabInfo:
     replicas: dict[str, dict[str, Any]]
     otlp_url: str | None = None
     db_path: str = ""
+    metrics_url: str = ""
     pid: int = field(default_factory=os.getpid)
     started_at: float = field(default_factory=time.time)
 
@@ -66,16 +70,18 @@ class Lab:
         config: WardenConfig,
         *,
         with_traffic: bool = True,
-        otlp_url: str | None = None,
+        with_telemetry: bool = True,
         router_port: int | None = None,
+        hooks: Sequence[TickHook] = (),
     ) -> None:
         self.config = config
         self.with_traffic = with_traffic
-        self.otlp_url = otlp_url
+        self.otlp_url: str | None = None
         self.router_port = config.lab.router_port if router_port is None else router_port
         self.home = config.home
-        self.fleet = Fleet(config.fleet.model_copy(update={"otlp_url": otlp_url}),
-                           self.home, on_change=self._sync_router)
+        self.telemetry = (Telemetry(config.db_path, config.home, hooks=hooks)
+                          if with_telemetry else None)
+        self.fleet = Fleet(config.fleet.model_copy(), self.home, on_change=self._fleet_changed)
         self.router_process: subprocess.Popen[bytes] | None = None
         self.router_url = ""
         self.admin: RouterAdmin | None = None
@@ -87,9 +93,14 @@ class Lab:
     def start(self) -> LabInfo:
         self.home.mkdir(parents=True, exist_ok=True)
         try:
+            if self.telemetry is not None:
+                self.otlp_url = self.telemetry.start_receiver()
+                self.fleet.config.otlp_url = self.otlp_url
             self.fleet.start(self.config.lab.replicas)
             self._start_router()
             self._sync_router(self.fleet.replicas)
+            if self.telemetry is not None:
+                self.telemetry.start_engine(self.fleet.replicas)
             if self.with_traffic:
                 self._start_traffic()
         except BaseException:
@@ -101,7 +112,10 @@ class Lab:
 
     def stop(self) -> None:
         """Stop everything, newest first; never raises, so every step gets its turn."""
-        for step in (self._stop_traffic, self._stop_router, self.fleet.stop_all):
+        steps = [self._stop_traffic, self._stop_router, self.fleet.stop_all]
+        if self.telemetry is not None:
+            steps.append(self.telemetry.stop)
+        for step in steps:
             try:
                 step()
             except Exception:
@@ -124,6 +138,7 @@ class Lab:
             replicas={r.name: _replica_entry(r) for r in self.fleet.replicas},
             otlp_url=self.otlp_url,
             db_path=str(self.config.db_path),
+            metrics_url=self.telemetry.metrics_url if self.telemetry else "",
         )
 
     def run_until_interrupted(self) -> None:
@@ -170,6 +185,11 @@ class Lab:
         self.router_url = f"http://127.0.0.1:{int(port_file.read_text())}"
         self.admin = RouterAdmin(self.router_url)
         logger.info("router listening on %s", self.router_url)
+
+    def _fleet_changed(self, replicas: list[Replica]) -> None:
+        self._sync_router(replicas)
+        if self.telemetry is not None:
+            self.telemetry.follow(replicas)
 
     def _sync_router(self, replicas: list[Replica]) -> None:
         if self.admin is not None:

@@ -44,6 +44,9 @@ def cmd_up(args: argparse.Namespace) -> int:
         info = lab.start()
         print(f"router      {info.router_url}   (admin: {info.router_url}/admin/state, "
               f"metrics: {info.router_url}/metrics)")
+        if info.otlp_url:
+            print(f"traces      {info.otlp_url}   store {info.db_path}")
+            print(f"warden      {info.metrics_url}")
         for name, r in info.replicas.items():
             print(f"replica {name:<3} {r['url']}   metrics {r['metrics_url']}   "
                   f"control {r['control_url']}   cold start {r['cold_start_s']} s")

@@ -1,0 +1,120 @@
+"""The lab's telemetry: the OTLP trace receiver (its own process) and the engine (a thread).
+
+Why the receiver is a process: at full tracing it decodes thousands of spans a second, and in
+the lab process it would share a GIL with the load generator and skew the latencies it records
+(DESIGN.md: the receiver and the dashboard are separate processes sharing the store). The
+engine stays in the lab process because it follows the fleet: when replicas come and go, its
+scrape targets change with them.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from prometheus_client import CollectorRegistry
+
+from collectors.gpu_twin_source import TwinHttpSource
+from collectors.self_metrics import WardenMetrics, serve_metrics
+from collectors.triton import TritonMetricsCollector
+from serving.fleet import Replica, free_port
+from warden.engine import Engine, TickHook
+from warden.store import Store
+
+__all__ = ["Telemetry"]
+
+logger = logging.getLogger("warden.telemetry")
+RECEIVER_START_TIMEOUT_S = 20.0
+
+
+def _listening(port: int) -> bool:
+    with socket.socket() as s:
+        s.settimeout(0.2)
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+class Telemetry:
+    """Receiver process + store + engine with the Triton and GPU collectors.
+
+    ``start_receiver()`` comes first (replicas need its URL when they start); ``start_engine``
+    once the fleet is up; ``follow(replicas)`` on every fleet change.
+    """
+
+    def __init__(self, db_path: Path, home: Path, *, interval_s: float = 1.0,
+                 hooks: Sequence[TickHook] = ()) -> None:
+        self.db_path, self.home = db_path, home
+        self.interval_s = interval_s
+        self.hooks = list(hooks)
+        self.registry = CollectorRegistry()
+        self.metrics = WardenMetrics(self.registry)
+        self.receiver: subprocess.Popen[bytes] | None = None
+        self.otlp_url = ""
+        self.metrics_url = ""
+        self.store: Store | None = None
+        self.engine: Engine | None = None
+        self.triton: TritonMetricsCollector | None = None
+        self.gpu: TwinHttpSource | None = None
+
+    def start_receiver(self) -> str:
+        port = free_port()
+        log = open(self.home / "traces.log", "ab")
+        self.receiver = subprocess.Popen(
+            [sys.executable, "-m", "warden.cli", "traces", "serve", "--db", str(self.db_path),
+             "--port", str(port)],
+            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            env={**os.environ, "PYTHONPATH": os.pathsep.join(
+                p for p in (str(Path(__file__).resolve().parent.parent),
+                            os.environ.get("PYTHONPATH", "")) if p)},
+        )
+        log.close()
+        deadline = time.monotonic() + RECEIVER_START_TIMEOUT_S
+        while not _listening(port):
+            if self.receiver.poll() is not None or time.monotonic() > deadline:
+                tail = (self.home / "traces.log").read_text(errors="replace")[-2000:]
+                raise RuntimeError(f"trace receiver did not start:\n{tail}")
+            time.sleep(0.1)
+        self.otlp_url = f"http://127.0.0.1:{port}/v1/traces"
+        logger.info("trace receiver on %s", self.otlp_url)
+        return self.otlp_url
+
+    def start_engine(self, replicas: list[Replica]) -> Engine:
+        self.store = Store(self.db_path)
+        self.metrics.track_store_size(self.store.size_bytes)
+        self.metrics_url = f"http://127.0.0.1:{serve_metrics(self.registry)}/metrics"
+        self.triton = TritonMetricsCollector({}, metrics=self.metrics)
+        self.gpu = TwinHttpSource({})
+        self.follow(replicas)
+        self.engine = Engine(self.store, [self.triton, self.gpu], hooks=self.hooks,
+                             interval_s=self.interval_s).start()
+        return self.engine
+
+    def follow(self, replicas: list[Replica]) -> None:
+        """Point the collectors at the fleet's current replicas."""
+        if self.triton is not None:
+            self.triton.set_targets({r.name: r.metrics_url for r in replicas})
+        if self.gpu is not None:
+            self.gpu.set_urls({r.name: f"{r.control_url}/gpu" for r in replicas})
+
+    def stop(self) -> None:
+        if self.engine is not None:
+            self.engine.stop()
+            self.engine = None
+        if self.gpu is not None:
+            self.gpu.close()
+        if self.store is not None:
+            self.store.close()
+            self.store = None
+        proc = self.receiver
+        if proc is not None and proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=5)
