@@ -12,7 +12,8 @@ import time
 import numpy as np
 
 
-async def _client_loop(client, model: str, deadline: float, lat: list[float], errors: list[int]):
+async def _client_loop(client, model: str, deadline: float, lat: list[float], errors: list[int],
+                       tracer=None):
     import tritonclient.http.aio as httpclient
 
     x = np.ones((1, 4), dtype=np.float32)
@@ -20,14 +21,22 @@ async def _client_loop(client, model: str, deadline: float, lat: list[float], er
     inp.set_data_from_numpy(x, binary_data=True)
     while time.monotonic() < deadline:
         t0 = time.perf_counter()
+        span, headers = None, {}
+        if tracer is not None:
+            span = tracer.start_span("warden.client", attributes={"warden.model": model})
+            ctx = span.get_span_context()
+            headers["traceparent"] = f"00-{ctx.trace_id:032x}-{ctx.span_id:016x}-01"
         try:
-            await client.infer(model, [inp])
+            await client.infer(model, [inp], headers=headers)
             lat.append(time.perf_counter() - t0)
         except Exception:
             errors[0] += 1
+        if span is not None:
+            span.end()
 
 
-async def _run(url: str, model: str, clients: int, seconds: float) -> tuple[float, np.ndarray, int]:
+async def _run(url: str, model: str, clients: int, seconds: float,
+               tracer=None) -> tuple[float, np.ndarray, int]:
     import tritonclient.http.aio as httpclient
 
     client = httpclient.InferenceServerClient(url.removeprefix("http://"), conn_limit=clients)
@@ -35,7 +44,7 @@ async def _run(url: str, model: str, clients: int, seconds: float) -> tuple[floa
     errors = [0]
     t0 = time.monotonic()
     try:
-        await asyncio.gather(*(_client_loop(client, model, t0 + seconds, lat, errors)
+        await asyncio.gather(*(_client_loop(client, model, t0 + seconds, lat, errors, tracer)
                                for _ in range(clients)))
     finally:
         await client.close()
@@ -44,6 +53,9 @@ async def _run(url: str, model: str, clients: int, seconds: float) -> tuple[floa
 
 
 def saturate(url: str, model: str = "synth", clients: int = 32,
-             seconds: float = 5.0) -> tuple[float, np.ndarray, int]:
-    """Returns (requests per second, latencies in seconds, errors)."""
-    return asyncio.run(_run(url, model, clients, seconds))
+             seconds: float = 5.0, tracer=None) -> tuple[float, np.ndarray, int]:
+    """Returns (requests per second, latencies in seconds, errors).
+
+    With ``tracer``, each request carries a ``warden.client`` span and its ``traceparent``.
+    """
+    return asyncio.run(_run(url, model, clients, seconds, tracer))
