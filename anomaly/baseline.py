@@ -1,0 +1,221 @@
+"""Per-series seasonal baselines: robust, learned from history, kept clean, saved and restored.
+
+Why: a latency of 80 ms can be normal at 14:00 on a Monday and alarming at 03:00 on a Sunday, and
+one incident in the history must not teach the baseline that incidents are normal. So:
+
+* Seasonality: one bucket per hour of day (``season="hour_of_day"``, 24 buckets), per hour of
+  week (``"hour_of_week"``, 168 buckets), or a single bucket (``"none"``). Buckets use UTC.
+* Robustness: each bucket keeps its median, MAD and high quantile (p99 by default), not a mean and
+  a standard deviation, so a few outliers move nothing.
+* Learning: ``fit(history, exclude=...)`` computes exact statistics from a pandas Series or the
+  store's ``ts,value`` DataFrame, leaving out the excluded (anomalous) intervals; ``observe``
+  then follows slow drifts online with stochastic-approximation quantile updates (O(1)), and the
+  detectors call it only for points they did not flag, which keeps the baseline free of the
+  anomalies it is used to find.
+* A bucket with fewer than ``min_points`` points falls back to the global bucket.
+* ``state_dict``/``load_state_dict`` and ``save``/``load`` (JSON) carry it across restarts.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Self
+
+import numpy as np
+
+from anomaly._base import as_history, check_float, check_int
+
+__all__ = ["SEASONS", "BaselineStats", "SeasonalBaseline"]
+
+SEASONS: dict[str, int] = {"none": 1, "hour_of_day": 24, "hour_of_week": 168}
+_MAD_TO_SIGMA = 1.4826
+
+
+@dataclass(frozen=True)
+class BaselineStats:
+    """Expected behaviour at one time: ``sigma`` is ``1.4826 * mad`` (a robust std)."""
+
+    median: float
+    mad: float
+    high: float
+    count: int
+
+    @property
+    def sigma(self) -> float:
+        return _MAD_TO_SIGMA * self.mad
+
+
+def bucket_of(ts: float, season: str) -> int:
+    """The season bucket of a UTC timestamp in seconds (1970-01-01 was a Thursday)."""
+    if season == "none":
+        return 0
+    hour = int(ts // 3600.0)
+    if season == "hour_of_day":
+        return hour % 24
+    return ((hour // 24 + 3) % 7) * 24 + hour % 24
+
+
+class SeasonalBaseline:
+    """Robust seasonal baseline of one series (see the module docstring)."""
+
+    def __init__(
+        self,
+        *,
+        season: str = "hour_of_day",
+        quantile: float = 0.99,
+        min_points: int = 30,
+        learning_rate: float = 0.02,
+    ) -> None:
+        if season not in SEASONS:
+            raise ValueError(f"season must be one of {sorted(SEASONS)}, got {season!r}")
+        self.season = season
+        self.quantile = check_float("quantile", quantile, 0.5, 1.0, open_low=True)
+        if self.quantile >= 1.0:
+            raise ValueError(f"quantile must be below 1, got {quantile}")
+        self.min_points = check_int("min_points", min_points, 2)
+        self.learning_rate = check_float("learning_rate", learning_rate, 0.0, 1.0, open_low=True)
+        self._reset()
+
+    def _reset(self) -> None:
+        n = SEASONS[self.season] + 1  # last slot is the global bucket
+        self.median_ = [math.nan] * n
+        self.mad_ = [math.nan] * n
+        self.high_ = [math.nan] * n
+        self.count_ = [0] * n
+        self.seed_: list[list[float]] = [[] for _ in range(n)]  # first points, until min_points
+
+    # -- learning -------------------------------------------------------------------------------
+    def fit(self, history: Any, *, exclude: Sequence[tuple[float, float]] = ()) -> Self:
+        """Exact statistics from history, leaving out ``exclude`` intervals ``[(start_s, end_s)]``.
+
+        ``history``: a Series indexed by time, a DataFrame with ``ts``/``timestamp`` and ``value``
+        columns, or ``(ts, values)`` arrays shape ``(n,)``.
+        """
+        self._reset()
+        ts, vals = as_history(history)
+        if vals.ndim != 1:
+            raise ValueError("history for a baseline must be univariate")
+        keep = np.ones(len(ts), dtype=bool)
+        for a, b in exclude:
+            keep &= ~((ts >= a) & (ts <= b))
+        ts, vals = ts[keep], vals[keep]
+        g = SEASONS[self.season]
+        buckets = np.array([bucket_of(t, self.season) for t in ts.tolist()], dtype=np.int64)
+        for k in range(g + 1):
+            v = vals if k == g else vals[buckets == k]
+            self._set_exact(k, v)
+        return self
+
+    def _set_exact(self, k: int, v: np.ndarray) -> None:
+        self.count_[k] = int(len(v))
+        if len(v) >= self.min_points:
+            med = float(np.median(v))
+            self.median_[k] = med
+            self.mad_[k] = float(np.median(np.abs(v - med)))
+            self.high_[k] = float(np.quantile(v, self.quantile))
+            self.seed_[k] = []
+        else:
+            self.seed_[k] = [float(x) for x in v]
+
+    def observe(self, ts: float, value: float) -> None:
+        """Learn one point online (call it only for points not flagged as anomalous)."""
+        if value != value or value in (math.inf, -math.inf):
+            return
+        self._observe(bucket_of(ts, self.season), value)
+        if self.season != "none":
+            self._observe(len(self.count_) - 1, value)
+
+    def _observe(self, k: int, x: float) -> None:
+        self.count_[k] += 1
+        seed = self.seed_[k]
+        if self.median_[k] != self.median_[k]:  # still seeding
+            seed.append(x)
+            if len(seed) >= self.min_points:
+                self._set_exact(k, np.asarray(seed))
+            return
+        med, mad, high = self.median_[k], self.mad_[k], self.high_[k]
+        # Step proportional to the bucket's own scale, so the rate is unit-free.
+        scale = max(mad, abs(med) * 1e-3, 1e-12)
+        step = self.learning_rate * scale
+        q = self.quantile
+        self.median_[k] = med + (step * 0.5 if x > med else -step * 0.5 if x < med else 0.0)
+        dev = abs(x - med)
+        self.mad_[k] = max(0.0, mad + (step * 0.5 if dev > mad else -step * 0.5))
+        # Stochastic-approximation quantile: up a full step on an exceedance, down by
+        # (1-q)/q of one otherwise, which balances exactly when P(x > high) = 1 - q.
+        self.high_[k] = high + (step if x > high else -step * (1.0 - q) / q)
+
+    # -- reading ----------------------------------------------------------------------------------
+    def ready(self, ts: float) -> bool:
+        """Whether ``expected(ts)`` has statistics (its bucket or the global one)."""
+        g = len(self.count_) - 1
+        return self.median_[bucket_of(ts, self.season)] == self.median_[bucket_of(ts, self.season)] or (
+            self.median_[g] == self.median_[g]
+        )
+
+    def expected(self, ts: float) -> BaselineStats | None:
+        """The bucket's statistics at ``ts``, the global ones if the bucket is thin, else None."""
+        k = bucket_of(ts, self.season)
+        if self.count_[k] < self.min_points or self.median_[k] != self.median_[k]:
+            k = len(self.count_) - 1
+            if self.median_[k] != self.median_[k]:
+                return None
+        return BaselineStats(self.median_[k], self.mad_[k], self.high_[k], self.count_[k])
+
+    # -- persistence -------------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        """JSON-able state (NaN written as None)."""
+
+        def clean(xs: list[float]) -> list[float | None]:
+            return [None if x != x else x for x in xs]
+
+        return {
+            "params": {
+                "season": self.season,
+                "quantile": self.quantile,
+                "min_points": self.min_points,
+                "learning_rate": self.learning_rate,
+            },
+            "median": clean(self.median_),
+            "mad": clean(self.mad_),
+            "high": clean(self.high_),
+            "count": list(self.count_),
+            "seed": [list(s) for s in self.seed_],
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> Self:
+        """Restore ``state_dict()`` output; ``ValueError`` if its season layout differs."""
+        if state["params"]["season"] != self.season:
+            raise ValueError(f"state has season {state['params']['season']!r}, baseline has {self.season!r}")
+
+        def dirty(xs: list[float | None]) -> list[float]:
+            return [math.nan if x is None else float(x) for x in xs]
+
+        self.median_ = dirty(state["median"])
+        self.mad_ = dirty(state["mad"])
+        self.high_ = dirty(state["high"])
+        self.count_ = [int(c) for c in state["count"]]
+        self.seed_ = [[float(x) for x in s] for s in state["seed"]]
+        return self
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Write the state as JSON atomically (a crash never leaves half a file)."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(self.state_dict(), fh)
+        os.replace(tmp, path)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> "SeasonalBaseline":
+        """Read a baseline written by ``save``."""
+        with open(path, encoding="utf-8") as fh:
+            state = json.load(fh)
+        return cls(**state["params"]).load_state_dict(state)
