@@ -12,7 +12,8 @@ one incident in the history must not teach the baseline that incidents are norma
   then follows slow drifts online with stochastic-approximation quantile updates (O(1)), and the
   detectors call it only for points they did not flag, which keeps the baseline free of the
   anomalies it is used to find.
-* A bucket with fewer than ``min_points`` points falls back to the global bucket.
+* A bucket with fewer than ``min_points`` points falls back to the global bucket, and a fuller
+  one is shrunk towards it (``prior_weight`` pseudo-points), since a bucket's tail is noisy.
 * ``state_dict``/``load_state_dict`` and ``save``/``load`` (JSON) carry it across restarts.
 """
 
@@ -71,6 +72,7 @@ class SeasonalBaseline:
         quantile: float = 0.99,
         min_points: int = 30,
         learning_rate: float = 0.02,
+        prior_weight: float = 100.0,
     ) -> None:
         if season not in SEASONS:
             raise ValueError(f"season must be one of {sorted(SEASONS)}, got {season!r}")
@@ -80,6 +82,7 @@ class SeasonalBaseline:
             raise ValueError(f"quantile must be below 1, got {quantile}")
         self.min_points = check_int("min_points", min_points, 2)
         self.learning_rate = check_float("learning_rate", learning_rate, 0.0, 1.0, open_low=True)
+        self.prior_weight = check_float("prior_weight", prior_weight, 0.0)
         self._reset()
 
     def _reset(self) -> None:
@@ -160,13 +163,29 @@ class SeasonalBaseline:
         )
 
     def expected(self, ts: float) -> BaselineStats | None:
-        """The bucket's statistics at ``ts``, the global ones if the bucket is thin, else None."""
+        """Statistics at ``ts``: the bucket's, shrunk towards the global ones, or None if unknown.
+
+        A bucket holds a day's or a week's worth of a few points, so its quantiles are noisy;
+        they are blended with the global bucket's with weight ``n / (n + prior_weight)``
+        (empirical-Bayes shrinkage). A bucket with fewer than ``min_points`` uses the global one.
+        """
+        g = len(self.count_) - 1
         k = bucket_of(ts, self.season)
-        if self.count_[k] < self.min_points or self.median_[k] != self.median_[k]:
-            k = len(self.count_) - 1
-            if self.median_[k] != self.median_[k]:
+        gm = self.median_[g]
+        if self.count_[k] < self.min_points or self.median_[k] != self.median_[k] or k == g:
+            if gm != gm:
                 return None
-        return BaselineStats(self.median_[k], self.mad_[k], self.high_[k], self.count_[k])
+            return BaselineStats(gm, self.mad_[g], self.high_[g], self.count_[g])
+        if gm != gm or self.prior_weight == 0.0:
+            return BaselineStats(self.median_[k], self.mad_[k], self.high_[k], self.count_[k])
+        n = self.count_[k]
+        w = n / (n + self.prior_weight)
+        return BaselineStats(
+            w * self.median_[k] + (1.0 - w) * gm,
+            w * self.mad_[k] + (1.0 - w) * self.mad_[g],
+            w * self.high_[k] + (1.0 - w) * self.high_[g],
+            n,
+        )
 
     # -- persistence -------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
@@ -181,6 +200,7 @@ class SeasonalBaseline:
                 "quantile": self.quantile,
                 "min_points": self.min_points,
                 "learning_rate": self.learning_rate,
+                "prior_weight": self.prior_weight,
             },
             "median": clean(self.median_),
             "mad": clean(self.mad_),

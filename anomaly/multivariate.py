@@ -6,13 +6,15 @@ grows while GPU utilisation falls). PyOD's ECOD, COPOD and IForest score a whole
 is the default: best there, parameter-free and the fastest to refit).
 
 * Input: ``update(ts, vector)`` with a feature vector shape ``(d,)``; a scalar is turned into the
-  features ``[x, x - x_prev, x - ewma(x)]`` (shape ``(3,)``), so the detector also runs on NAB.
+  features ``[x - x_prev, x - ewma(x)]`` (shape ``(2,)``, stationary under slow seasons), so the detector also runs on NAB.
 * Training set: a rolling window of the last ``window`` vectors that scored below ``gate``
   (baseline points only), refitted every ``refit_every`` accepted points; nothing is scored
   until ``min_fit`` points are there.
-* Calibration: a conformal p-value against the training set's own PyOD scores,
-  ``p = (#{train >= s} + 1) / (n + 1)``, mapped to ``[0, 1]`` as ``-log(p) / log(n + 1)``: 1 means
-  more outlying than every training vector.
+* Calibration: below 0.5, a conformal p-value against the training set's own PyOD scores,
+  ``p = (#{train >= s} + 1) / (n + 1)`` mapped as ``0.5 * -log(p) / log(n + 1)``; 0.5 means as
+  outlying as the most outlying training vector, and above it the score grows with the excess
+  ``e = (s - max) / (max - median)`` as ``0.5 + 0.5 * e / (1 + e)``. So 0.5 is a natural alarm
+  level: "more outlying than anything in the baseline window".
 * Speed: for ECOD, ``fast=True`` (default) scores a point with the same formula PyOD's ECOD uses
   (per-column left/right ECDF tails, skewness-chosen side, summed over columns) by binary search
   on the fitted, sorted columns: O(d log n) instead of PyOD's O(n d) refit of the ECDF per call
@@ -102,7 +104,7 @@ class MultivariateDetector(StreamingDetector):
         x = float(vec[0])
         prev = x if self.prev_ is None else self.prev_
         ew = x if self.ewma_ is None else self.ewma_
-        feats = np.array([x, x - prev, x - ew])
+        feats = np.array([x - prev, x - ew])
         self.prev_ = x
         self.ewma_ = ew + self.ewma_alpha * (x - ew)
         return feats
@@ -147,8 +149,13 @@ class MultivariateDetector(StreamingDetector):
             ts_sorted = self.train_scores_
             n = len(ts_sorted)
             above = n - int(np.searchsorted(ts_sorted, s, "left"))
-            p = (above + 1.0) / (n + 1.0)
-            score = -math.log(p) / math.log(n + 1.0)
+            if above > 0:
+                score = 0.5 * -math.log((above + 1.0) / (n + 1.0)) / math.log(n + 1.0)
+            else:
+                top = float(ts_sorted[-1])
+                spread = top - float(ts_sorted[n // 2])
+                e = (s - top) / spread if spread > 0.0 else (math.inf if s > top else 0.0)
+                score = 1.0 if e == math.inf else 0.5 + 0.5 * e / (1.0 + e)
         if score < self.gate:
             self.buffer_.append(f.tolist())
             self.since_fit_ += 1

@@ -34,10 +34,10 @@ class P99DriftDetector(StreamingDetector):
     def __init__(
         self,
         *,
-        season: str = "none",
+        season: str = "hour_of_day",
         p0: float = 0.01,
-        p1: float = 0.10,
-        h: float = 5.0,
+        p1: float = 0.20,
+        h: float = 10.0,
         min_points: int = 50,
         learning_rate: float = 0.01,
         gate: float = 0.3,

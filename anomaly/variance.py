@@ -8,7 +8,8 @@ noisier?" and leaves "did it move?" to the drift and changepoint detectors.
 
 Per point (O(1), running sum over a ring buffer of ``window`` differences):
 ``ratio = sigma_recent / sigma_baseline`` where the baseline is a robust seasonal baseline of
-``|dx|`` (median of ``|dx|``, learned only from points scored below ``gate``); score
+``|dx|`` (median of ``|dx|``, learned only from points scored below ``gate``), each ``|dx|``
+clipped at ``clip`` baseline scales so one spike cannot pass for jitter; score
 ``= (r - 1) / ((r - 1) + (alarm_ratio - 1))`` for ``r > 1`` else 0, so 0.5 means the recent noise
 is exactly ``alarm_ratio`` times the baseline's.
 """
@@ -37,10 +38,11 @@ class VarianceDetector(StreamingDetector):
         *,
         window: int = 30,
         alarm_ratio: float = 2.5,
-        season: str = "none",
+        season: str = "hour_of_day",
         min_points: int = 50,
         learning_rate: float = 0.01,
         gate: float = 0.3,
+        clip: float = 6.0,
     ) -> None:
         super().__init__()
         self.window = check_int("window", window, 2)
@@ -51,6 +53,7 @@ class VarianceDetector(StreamingDetector):
         self.min_points = check_int("min_points", min_points, 2)
         self.learning_rate = check_float("learning_rate", learning_rate, 0.0, 1.0, open_low=True)
         self.gate = check_float("gate", gate, 0.0, 1.0)
+        self.clip = check_float("clip", clip, 1.0)
         self._reset()
 
     def _reset(self) -> None:
@@ -81,18 +84,21 @@ class VarianceDetector(StreamingDetector):
         if prev is None:
             return 0.0
         d = abs(x - prev)
+        base = self.baseline_.expected(ts)
+        # Baseline scale of |dx|: its median, floored by its MAD and a tiny constant, so a
+        # perfectly flat history does not make any wiggle infinitely anomalous.
+        ref = max(base.median, base.mad, 1e-9) if base is not None else 0.0
+        # One spike makes two huge differences; clipping each at `clip` baseline scales keeps a
+        # lone spike from looking like sustained jitter.
+        dc = d if base is None or d <= self.clip * ref else self.clip * ref
         buf = self.diffs_
-        buf.append(d)
-        self.sum_ += d
+        buf.append(dc)
+        self.sum_ += dc
         if len(buf) > self.window:
             self.sum_ -= buf.popleft()
-        base = self.baseline_.expected(ts)
         if base is None or len(buf) < self.window:
             self.baseline_.observe(ts, d)
             return 0.0
-        # Baseline scale of |dx|: its median, floored by its MAD and the level, so a perfectly
-        # flat history does not make any wiggle infinitely anomalous.
-        ref = max(base.median, base.mad, 1e-9)
         r = (self.sum_ / len(buf)) / ref
         self.ratio_ = r
         score = (r - 1.0) / ((r - 1.0) + (self.alarm_ratio - 1.0)) if r > 1.0 else 0.0

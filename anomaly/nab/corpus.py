@@ -2,10 +2,8 @@
 
 Layout (NAB's): ``DATA/CATEGORY/NAME.csv`` with ``timestamp,value`` columns and a windows JSON
 mapping ``CATEGORY/NAME.csv`` to ``[[start, end], ...]``. Results go to
-``OUT/CATEGORY/warden_DETECTOR.csv`` ... one per data file, as NAB names them
-``OUT/DETECTOR/CATEGORY/DETECTOR_NAME.csv``; we keep the brief's shape:
-``OUT/CATEGORY/warden_<detector>_<NAME>.csv`` would collide less, but the contract asked for is
-``OUT/CATEGORY/warden_<NAME>.csv`` per detector run into its own ``OUT``.
+``OUT/CATEGORY/warden_NAME.csv`` with ``timestamp,value,anomaly_score``, NAB's result shape with
+``warden`` as the detector name.
 """
 
 from __future__ import annotations
@@ -84,15 +82,15 @@ def run_detector(
     return out
 
 
-def result_path(out_dir: str | Path, file_name: str, detector: str) -> Path:
-    """``OUT/CATEGORY/warden_<detector>_<NAME>.csv``... see module docstring: ``OUT/CATEGORY/warden_NAME.csv``."""
+def result_path(out_dir: str | Path, file_name: str) -> Path:
+    """``OUT/CATEGORY/warden_NAME.csv`` for data file ``CATEGORY/NAME.csv``."""
     category, base = file_name.split("/", 1)
     return Path(out_dir) / category / f"warden_{base}"
 
 
-def write_result(out_dir: str | Path, f: NabFile, scores: np.ndarray, detector: str) -> Path:
+def write_result(out_dir: str | Path, f: NabFile, scores: np.ndarray) -> Path:
     """Write ``timestamp,value,anomaly_score`` for one file and return its path."""
-    path = result_path(out_dir, f.name, detector)
+    path = result_path(out_dir, f.name)
     path.parent.mkdir(parents=True, exist_ok=True)
     df = pd.DataFrame(
         {
