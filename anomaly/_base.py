@@ -135,13 +135,13 @@ class StreamingDetector:
             score = self._score(ts, vec)
         else:
             v = float(value)
-            if v != v or v in (math.inf, -math.inf):
+            if v - v != 0.0:  # NaN or +-inf (inf - inf is NaN)
                 return self.last_score_
             score = self._score(ts, v)
         self.last_ts_ = ts
         self.n_seen_ += 1
         if not 0.0 <= score <= 1.0:
-            score = 0.0 if score != score else min(1.0, max(0.0, score))
+            score = 0.0 if score != score else (1.0 if score > 1.0 else 0.0)
         self.last_score_ = score
         return score
 

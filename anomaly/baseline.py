@@ -126,15 +126,20 @@ class SeasonalBaseline:
         else:
             self.seed_[k] = [float(x) for x in v]
 
-    def observe(self, ts: float, value: float) -> None:
-        """Learn one point online (call it only for points not flagged as anomalous)."""
+    def observe(self, ts: float, value: float, weight: float = 1.0) -> None:
+        """Learn one point online.
+
+        Detectors pass ``weight=1`` for points they did not flag and a small weight (say 0.05)
+        for flagged ones: an incident then barely moves the baseline, yet a lasting change of
+        regime is learned in the end instead of alarming forever.
+        """
         if value != value or value in (math.inf, -math.inf):
             return
-        self._observe(bucket_of(ts, self.season), value)
+        self._observe(bucket_of(ts, self.season), value, weight)
         if self.season != "none":
-            self._observe(len(self.count_) - 1, value)
+            self._observe(len(self.count_) - 1, value, weight)
 
-    def _observe(self, k: int, x: float) -> None:
+    def _observe(self, k: int, x: float, weight: float = 1.0) -> None:
         self.count_[k] += 1
         seed = self.seed_[k]
         if self.median_[k] != self.median_[k]:  # still seeding
@@ -145,7 +150,7 @@ class SeasonalBaseline:
         med, mad, high = self.median_[k], self.mad_[k], self.high_[k]
         # Step proportional to the bucket's own scale, so the rate is unit-free.
         scale = max(mad, abs(med) * 1e-3, 1e-12)
-        step = self.learning_rate * scale
+        step = self.learning_rate * scale * weight
         q = self.quantile
         self.median_[k] = med + (step * 0.5 if x > med else -step * 0.5 if x < med else 0.0)
         dev = abs(x - med)
@@ -169,23 +174,29 @@ class SeasonalBaseline:
         they are blended with the global bucket's with weight ``n / (n + prior_weight)``
         (empirical-Bayes shrinkage). A bucket with fewer than ``min_points`` uses the global one.
         """
+        got = self.lookup(ts)
+        if got is None:
+            return None
+        k = bucket_of(ts, self.season)
+        n = self.count_[k] if self.count_[k] >= self.min_points else self.count_[-1]
+        return BaselineStats(got[0], got[1], got[2], n)
+
+    def lookup(self, ts: float) -> tuple[float, float, float] | None:
+        """``(median, mad, high)`` as ``expected`` gives them, without building an object (hot path)."""
         g = len(self.count_) - 1
         k = bucket_of(ts, self.season)
         gm = self.median_[g]
-        if self.count_[k] < self.min_points or self.median_[k] != self.median_[k] or k == g:
+        bm = self.median_[k]
+        if self.count_[k] < self.min_points or bm != bm or k == g:
             if gm != gm:
                 return None
-            return BaselineStats(gm, self.mad_[g], self.high_[g], self.count_[g])
+            return gm, self.mad_[g], self.high_[g]
         if gm != gm or self.prior_weight == 0.0:
-            return BaselineStats(self.median_[k], self.mad_[k], self.high_[k], self.count_[k])
+            return bm, self.mad_[k], self.high_[k]
         n = self.count_[k]
         w = n / (n + self.prior_weight)
-        return BaselineStats(
-            w * self.median_[k] + (1.0 - w) * gm,
-            w * self.mad_[k] + (1.0 - w) * self.mad_[g],
-            w * self.high_[k] + (1.0 - w) * self.high_[g],
-            n,
-        )
+        v = 1.0 - w
+        return w * bm + v * gm, w * self.mad_[k] + v * self.mad_[g], w * self.high_[k] + v * self.high_[g]
 
     # -- persistence -------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:

@@ -16,6 +16,7 @@ every file, as NAB requires.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from anomaly._base import StreamingDetector, check_float, check_int
@@ -65,7 +66,10 @@ class LikelihoodDetector(StreamingDetector):
         self.prev_: float | None = None
 
     def _z(self, w: RunningWindow, x: float) -> float:
-        m, sd = w.mean_std()
+        n = len(w.buf)
+        m = w.s / n
+        var = w.ss / n - m * m
+        sd = math.sqrt(var) if var > 0.0 else 0.0
         floor = self.min_std * (abs(m) + 1.0)
         if sd < floor:
             sd = floor
@@ -90,7 +94,14 @@ class LikelihoodDetector(StreamingDetector):
             self.diffs_.push(x - prev)
         self.values_.push(x)
         self.prev_ = x
-        return self.refractory_.update(self.likelihood_.update(raw))
+        score = self.likelihood_.update(raw)
+        ref = self.refractory_
+        if ref.left_ > 0:
+            ref.left_ -= 1
+            return 0.0
+        if score >= ref.alarm:
+            ref.left_ = ref.quiet
+        return score
 
     def _state(self) -> dict[str, Any]:
         return {

@@ -10,7 +10,9 @@ four exceedances in a row do.
 Per point (O(1)): ``e = x > baseline.high(ts)``; ``S = max(0, S + (log(p1/p0) if e else
 log((1-p1)/(1-p0))))``; score ``= S / (S + h)`` (0.5 exactly at the alarm level ``h``). The windowed
 P99 (a fast stochastic-approximation quantile) is kept as the observed value to report. The
-baseline (:class:`anomaly.baseline.SeasonalBaseline`) learns only points scored below ``gate``.
+baseline (:class:`anomaly.baseline.SeasonalBaseline`) learns points scored below ``gate`` at full
+rate and flagged ones at ``flagged_weight`` of it, so an incident stays out of it while a lasting
+change of regime is eventually accepted.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ class P99DriftDetector(StreamingDetector):
         min_points: int = 50,
         learning_rate: float = 0.01,
         gate: float = 0.3,
+        flagged_weight: float = 0.05,
         window_rate: float = 0.05,
     ) -> None:
         super().__init__()
@@ -55,6 +58,7 @@ class P99DriftDetector(StreamingDetector):
         self.min_points = check_int("min_points", min_points, 2)
         self.learning_rate = check_float("learning_rate", learning_rate, 0.0, 1.0, open_low=True)
         self.gate = check_float("gate", gate, 0.0, 1.0)
+        self.flagged_weight = check_float("flagged_weight", flagged_weight, 0.0, 1.0)
         self.window_rate = check_float("window_rate", window_rate, 0.0, 1.0, open_low=True)
         self._reset()
 
@@ -77,7 +81,7 @@ class P99DriftDetector(StreamingDetector):
         self.baseline_.fit((ts, values))
 
     def _score(self, ts: float, x: float) -> float:
-        base = self.baseline_.expected(ts)
+        base = self.baseline_.lookup(ts)
         if base is None:
             self.baseline_.observe(ts, x)
             return 0.0
@@ -85,15 +89,14 @@ class P99DriftDetector(StreamingDetector):
         if w != w:
             self.window_p99_ = x
         else:
-            step = self.window_rate * max(base.sigma, abs(base.median) * 1e-3, 1e-12)
+            step = self.window_rate * max(1.4826 * base[1], abs(base[0]) * 1e-3, 1e-12)
             self.window_p99_ = w + (step if x > w else -step * self.p0 / (1.0 - self.p0))
-        s = self.cusum_ + (self.up_ if x > base.high else self.down_)
+        s = self.cusum_ + (self.up_ if x > base[2] else self.down_)
         if s < 0.0:
             s = 0.0
         self.cusum_ = s
         score = s / (s + self.h)
-        if score < self.gate:
-            self.baseline_.observe(ts, x)
+        self.baseline_.observe(ts, x, 1.0 if score < self.gate else self.flagged_weight)
         return score
 
     def _state(self) -> dict[str, Any]:

@@ -88,16 +88,19 @@ class AnomalyLikelihood:
 
     def update(self, raw: float) -> float:
         self.count_ += 1
-        self.raw_.push(raw)
-        m = self.raw_.s / len(self.raw_.buf)
-        mu, sd = self.avg_.mean_std()
-        enough = len(self.avg_.buf) >= 2
-        self.avg_.push(m)
-        if self.count_ <= self.warmup or not enough:
+        rw = self.raw_
+        rw.push(raw)
+        m = rw.s / len(rw.buf)
+        av = self.avg_
+        n = len(av.buf)
+        if n >= 2:
+            mu = av.s / n
+            var = av.ss / n - mu * mu
+        av.push(m)
+        if self.count_ <= self.warmup or n < 2:
             return 0.0
-        if sd < 1e-6:
-            sd = 1e-6
-        tail = 0.5 * math.erfc((m - mu) / sd / _SQRT2)  # Gaussian Q(z)
+        sd = math.sqrt(var) if var > 1e-12 else 1e-6
+        tail = 0.5 * math.erfc((m - mu) / (sd * _SQRT2))  # Gaussian Q(z)
         score = math.log(tail + 1e-10) / _LOG_EPS
         return 0.0 if score < 0.0 else 1.0 if score > 1.0 else score
 

@@ -8,7 +8,7 @@ noisier?" and leaves "did it move?" to the drift and changepoint detectors.
 
 Per point (O(1), running sum over a ring buffer of ``window`` differences):
 ``ratio = sigma_recent / sigma_baseline`` where the baseline is a robust seasonal baseline of
-``|dx|`` (median of ``|dx|``, learned only from points scored below ``gate``), each ``|dx|``
+``|dx|`` (median of ``|dx|``, learned at full rate from points scored below ``gate``, at ``flagged_weight`` from the others), each ``|dx|``
 clipped at ``clip`` baseline scales so one spike cannot pass for jitter; score
 ``= (r - 1) / ((r - 1) + (alarm_ratio - 1))`` for ``r > 1`` else 0, so 0.5 means the recent noise
 is exactly ``alarm_ratio`` times the baseline's.
@@ -42,6 +42,7 @@ class VarianceDetector(StreamingDetector):
         min_points: int = 50,
         learning_rate: float = 0.01,
         gate: float = 0.3,
+        flagged_weight: float = 0.05,
         clip: float = 6.0,
     ) -> None:
         super().__init__()
@@ -53,6 +54,7 @@ class VarianceDetector(StreamingDetector):
         self.min_points = check_int("min_points", min_points, 2)
         self.learning_rate = check_float("learning_rate", learning_rate, 0.0, 1.0, open_low=True)
         self.gate = check_float("gate", gate, 0.0, 1.0)
+        self.flagged_weight = check_float("flagged_weight", flagged_weight, 0.0, 1.0)
         self.clip = check_float("clip", clip, 1.0)
         self._reset()
 
@@ -84,10 +86,10 @@ class VarianceDetector(StreamingDetector):
         if prev is None:
             return 0.0
         d = abs(x - prev)
-        base = self.baseline_.expected(ts)
+        base = self.baseline_.lookup(ts)
         # Baseline scale of |dx|: its median, floored by its MAD and a tiny constant, so a
         # perfectly flat history does not make any wiggle infinitely anomalous.
-        ref = max(base.median, base.mad, 1e-9) if base is not None else 0.0
+        ref = max(base[0], base[1], 1e-9) if base is not None else 0.0
         # One spike makes two huge differences; clipping each at `clip` baseline scales keeps a
         # lone spike from looking like sustained jitter.
         dc = d if base is None or d <= self.clip * ref else self.clip * ref
@@ -102,8 +104,7 @@ class VarianceDetector(StreamingDetector):
         r = (self.sum_ / len(buf)) / ref
         self.ratio_ = r
         score = (r - 1.0) / ((r - 1.0) + (self.alarm_ratio - 1.0)) if r > 1.0 else 0.0
-        if score < self.gate:
-            self.baseline_.observe(ts, d)
+        self.baseline_.observe(ts, d, 1.0 if score < self.gate else self.flagged_weight)
         return score
 
     def _state(self) -> dict[str, Any]:
