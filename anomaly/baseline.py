@@ -13,7 +13,8 @@ one incident in the history must not teach the baseline that incidents are norma
   detectors call it only for points they did not flag, which keeps the baseline free of the
   anomalies it is used to find.
 * A bucket with fewer than ``min_points`` points falls back to the global bucket, and a fuller
-  one is shrunk towards it (``prior_weight`` pseudo-points), since a bucket's tail is noisy.
+  one has its spread shrunk towards the pooled within-bucket spread (``prior_weight``
+  pseudo-points), since a bucket's tail is noisy.
 * ``state_dict``/``load_state_dict`` and ``save``/``load`` (JSON) carry it across restarts.
 """
 
@@ -92,6 +93,9 @@ class SeasonalBaseline:
         self.high_ = [math.nan] * n
         self.count_ = [0] * n
         self.seed_: list[list[float]] = [[] for _ in range(n)]  # first points, until min_points
+        self.pooled_mad_ = math.nan  # median over ready buckets of their MAD
+        self.pooled_tail_ = math.nan  # median over ready buckets of (high - median)
+        self.since_pool_ = 0
 
     # -- learning -------------------------------------------------------------------------------
     def fit(self, history: Any, *, exclude: Sequence[tuple[float, float]] = ()) -> Self:
@@ -113,7 +117,19 @@ class SeasonalBaseline:
         for k in range(g + 1):
             v = vals if k == g else vals[buckets == k]
             self._set_exact(k, v)
+        self._pool()
         return self
+
+    def _pool(self) -> None:
+        """Within-bucket spread pooled over the seasonal buckets (the shrinkage target)."""
+        g = len(self.count_) - 1
+        ready = [k for k in range(g) if self.median_[k] == self.median_[k] and self.count_[k] >= self.min_points]
+        if ready:
+            self.pooled_mad_ = float(np.median([self.mad_[k] for k in ready]))
+            self.pooled_tail_ = float(np.median([self.high_[k] - self.median_[k] for k in ready]))
+        else:
+            self.pooled_mad_ = self.pooled_tail_ = math.nan
+        self.since_pool_ = 0
 
     def _set_exact(self, k: int, v: np.ndarray) -> None:
         self.count_[k] = int(len(v))
@@ -138,6 +154,9 @@ class SeasonalBaseline:
         self._observe(bucket_of(ts, self.season), value, weight)
         if self.season != "none":
             self._observe(len(self.count_) - 1, value, weight)
+            self.since_pool_ += 1
+            if self.since_pool_ >= 500:
+                self._pool()
 
     def _observe(self, k: int, x: float, weight: float = 1.0) -> None:
         self.count_[k] += 1
@@ -168,11 +187,12 @@ class SeasonalBaseline:
         )
 
     def expected(self, ts: float) -> BaselineStats | None:
-        """Statistics at ``ts``: the bucket's, shrunk towards the global ones, or None if unknown.
+        """Statistics at ``ts``: the bucket's, its spread shrunk towards the global one; or None.
 
-        A bucket holds a day's or a week's worth of a few points, so its quantiles are noisy;
-        they are blended with the global bucket's with weight ``n / (n + prior_weight)``
-        (empirical-Bayes shrinkage). A bucket with fewer than ``min_points`` uses the global one.
+        A bucket holds a few points per day or week, so its MAD and tail are noisy: they (the
+        MAD and the distance from median to ``high``) are blended with their medians over all
+        ready buckets with weight ``n / (n + prior_weight)`` (empirical-Bayes shrinkage); the
+        median is the bucket's own. A bucket with fewer than ``min_points`` uses the global statistics.
         """
         got = self.lookup(ts)
         if got is None:
@@ -191,12 +211,15 @@ class SeasonalBaseline:
             if gm != gm:
                 return None
             return gm, self.mad_[g], self.high_[g]
-        if gm != gm or self.prior_weight == 0.0:
+        pm = self.pooled_mad_
+        if pm != pm or self.prior_weight == 0.0:
             return bm, self.mad_[k], self.high_[k]
         n = self.count_[k]
         w = n / (n + self.prior_weight)
         v = 1.0 - w
-        return w * bm + v * gm, w * self.mad_[k] + v * self.mad_[g], w * self.high_[k] + v * self.high_[g]
+        # The season moves the level, so the bucket's median stands; the spread and the tail's
+        # distance above the median are shrunk towards their pooled within-bucket values.
+        return bm, w * self.mad_[k] + v * pm, bm + w * (self.high_[k] - bm) + v * self.pooled_tail_
 
     # -- persistence -------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
@@ -218,6 +241,8 @@ class SeasonalBaseline:
             "high": clean(self.high_),
             "count": list(self.count_),
             "seed": [list(s) for s in self.seed_],
+            "since_pool": self.since_pool_,
+            "pooled": clean([self.pooled_mad_, self.pooled_tail_]),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> Self:
@@ -233,6 +258,10 @@ class SeasonalBaseline:
         self.high_ = dirty(state["high"])
         self.count_ = [int(c) for c in state["count"]]
         self.seed_ = [[float(x) for x in s] for s in state["seed"]]
+        pooled = state["pooled"]
+        self.pooled_mad_ = math.nan if pooled[0] is None else float(pooled[0])
+        self.pooled_tail_ = math.nan if pooled[1] is None else float(pooled[1])
+        self.since_pool_ = int(state["since_pool"])
         return self
 
     def save(self, path: str | os.PathLike[str]) -> None:

@@ -37,7 +37,7 @@ class VarianceDetector(StreamingDetector):
         self,
         *,
         window: int = 30,
-        alarm_ratio: float = 2.5,
+        alarm_ratio: float = 3.0,
         season: str = "hour_of_day",
         min_points: int = 50,
         learning_rate: float = 0.01,
