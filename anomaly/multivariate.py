@@ -1,9 +1,12 @@
 """Multivariate detector on PyOD over per-replica feature vectors, refitted on a schedule.
 
 Why: a replica can be unhealthy in a way no single series shows (normal P99 but a queue that
-grows while GPU utilisation falls). PyOD's ECOD, COPOD and IForest score a whole feature vector;
-``benchmarks/multivariate_models.py`` compares them on a constructed replica-feature task (ECOD
-is the default: best there, parameter-free and the fastest to refit).
+grows while GPU utilisation falls). PyOD's KNN, ECOD, COPOD and IForest score a whole feature
+vector; ``benchmarks/multivariate_models.py`` compares them on a constructed replica-feature task
+with marginal extremes and correlation breaks: KNN (distance to the 5th nearest baseline vector,
+features robustly scaled) scored ROC AUC 1.00, IForest 0.97, ECOD 0.83, COPOD 0.82 (ECOD and
+COPOD see marginals only, and their tail ranks saturate at the window's extremes), so KNN is the
+default.
 
 * Input: ``update(ts, vector)`` with a feature vector shape ``(d,)``; a scalar is turned into the
   features ``[x - x_prev, x - ewma(x)]`` (shape ``(2,)``, stationary under slow seasons), so the detector also runs on NAB.
@@ -15,10 +18,10 @@ is the default: best there, parameter-free and the fastest to refit).
   outlying as the most outlying training vector, and above it the score grows with the excess
   ``e = (s - max) / (max - median)`` as ``0.5 + 0.5 * e / (1 + e)``. So 0.5 is a natural alarm
   level: "more outlying than anything in the baseline window".
-* Speed: for ECOD, ``fast=True`` (default) scores a point with the same formula PyOD's ECOD uses
-  (per-column left/right ECDF tails, skewness-chosen side, summed over columns) by binary search
-  on the fitted, sorted columns: O(d log n) instead of PyOD's O(n d) refit of the ECDF per call
-  (tested to agree with ``ECOD.decision_function``). Other models call PyOD per point.
+* Speed: ``fast=True`` (default) scores KNN and ECOD points with PyOD's own formulas in numpy
+  (KNN: 5th-nearest distance over the window, O(n d); ECOD: per-column ECDF tails by binary
+  search on the sorted columns, O(d log n)) instead of a PyOD call of about 1 ms per point;
+  tests check both agree with ``decision_function``. COPOD and IForest call PyOD per point.
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ from anomaly._base import StreamingDetector, check_float, check_int
 
 __all__ = ["MODELS", "MultivariateDetector"]
 
-MODELS = ("copod", "ecod", "iforest")
+MODELS = ("copod", "ecod", "iforest", "knn")
 
 
 def _make_model(name: str, seed: int) -> Any:
@@ -45,6 +48,10 @@ def _make_model(name: str, seed: int) -> Any:
         from pyod.models.copod import COPOD
 
         return COPOD()
+    if name == "knn":
+        from pyod.models.knn import KNN
+
+        return KNN(n_neighbors=5, method="largest")
     from pyod.models.iforest import IForest
 
     return IForest(n_estimators=50, random_state=seed)
@@ -59,7 +66,7 @@ class MultivariateDetector(StreamingDetector):
     def __init__(
         self,
         *,
-        model: str = "ecod",
+        model: str = "knn",
         window: int = 500,
         refit_every: int = 250,
         min_fit: int = 50,
@@ -90,6 +97,9 @@ class MultivariateDetector(StreamingDetector):
         self.buffer_: deque[list[float]] = deque(maxlen=self.window)
         self.since_fit_ = 0
         self.train_: np.ndarray | None = None  # (n, d) training matrix of the fitted model
+        self.ztrain_: np.ndarray | None = None  # (n, d) the same, robustly scaled
+        self.center_: np.ndarray | None = None  # (d,) training medians
+        self.scale_: np.ndarray | None = None  # (d,) training IQRs
         self.model_: Any = None
         self.cols_: list[np.ndarray] = []
         self.skew_: np.ndarray | None = None
@@ -112,19 +122,29 @@ class MultivariateDetector(StreamingDetector):
     # -- model --------------------------------------------------------------------------------
     def _refit(self) -> None:
         train = np.asarray(self.buffer_, dtype=float)
-        # A constant column carries no information and breaks the ECDF ties; jitter is not
-        # needed because ECOD's ECDF handles ties, IForest ignores constant features.
         self.train_ = train
-        self.model_ = _make_model(self.model, self.seed).fit(train)
+        # Robust scaling (median, IQR) so that distances weigh every feature alike; ECOD, COPOD
+        # and IForest are invariant to it, KNN needs it. A constant column gets scale 1.
+        self.center_ = np.median(train, axis=0)
+        q75, q25 = np.percentile(train, [75, 25], axis=0)
+        scale = q75 - q25
+        self.scale_ = np.where(scale > 1e-12, scale, 1.0)
+        z = (train - self.center_) / self.scale_
+        self.model_ = _make_model(self.model, self.seed).fit(z)
+        self.ztrain_ = z
         if self.model == "ecod" and self.fast:
-            self.cols_ = [np.sort(train[:, j]) for j in range(train.shape[1])]
+            self.cols_ = [np.sort(z[:, j]) for j in range(z.shape[1])]
             from scipy.stats import skew
 
-            self.skew_ = np.sign(np.nan_to_num(skew(train, axis=0)))
+            self.skew_ = np.sign(np.nan_to_num(skew(z, axis=0)))
         self.train_scores_ = np.sort(np.asarray(self.model_.decision_scores_, dtype=float))
         self.since_fit_ = 0
 
     def _raw(self, f: np.ndarray) -> float:
+        f = (f - self.center_) / self.scale_
+        if self.model == "knn" and self.fast:
+            d2 = ((self.ztrain_ - f) ** 2).sum(axis=1)
+            return math.sqrt(float(np.partition(d2, 4)[4]))  # 5th nearest, as KNN(method="largest")
         if self.model == "ecod" and self.fast:
             n1 = len(self.cols_[0]) + 1.0
             total = 0.0
