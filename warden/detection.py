@@ -1,0 +1,266 @@
+"""Detection on the lab: each tick, feed new request chains to per-replica detectors.
+
+Why chains: every request's latency, per model and replica, is the finest signal Warden has,
+and its stages say *where* time grew (DESIGN.md: Triton's own summaries are costly and not
+mergeable). Each (model, replica) key gets its own detectors (P99 drift and variance by
+default), fitted on that key's history in the store when first seen, and restored from their
+saved state across restarts.
+
+Chains land in the store a few seconds after the request (the joiner waits for late spans), and
+out of order. So each tick reads chains up to ``now - settle_s`` past a watermark, in time
+order; a chain that arrives later than that is counted in ``late`` and skipped (a detector
+never sees time go backwards).
+
+Scores go to the rules (:mod:`anomaly.rules`); ``Anomaly`` records are written while a score is
+over its threshold, and alert transitions go to the ``alerts`` table and to ``alert_sinks``
+(the alerting pipeline, remediation).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections import deque
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from anomaly.registry import make_detector
+from anomaly.rules import DEFAULT_RULES, AlertRule, RuleEvaluator
+from warden.records import Alert, AlertStatus, Anomaly, Stage, freeze_labels
+from warden.store import Store
+
+__all__ = ["DetectionHook", "ALERTS_DDL", "alerts_table_rows"]
+
+logger = logging.getLogger("warden.detection")
+STAGE_NAMES = [s.value for s in Stage]
+
+ALERTS_DDL = """
+CREATE TABLE IF NOT EXISTS alerts (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    ts REAL NOT NULL,
+    fingerprint TEXT NOT NULL,
+    alertname TEXT NOT NULL,
+    status TEXT NOT NULL,
+    labels TEXT NOT NULL,
+    annotations TEXT NOT NULL,
+    starts_at REAL NOT NULL,
+    ends_at REAL
+);
+CREATE INDEX IF NOT EXISTS alerts_ts ON alerts (ts);
+"""
+STATE_DDL = """
+CREATE TABLE IF NOT EXISTS detector_state (
+    key TEXT NOT NULL, detector TEXT NOT NULL, ts REAL NOT NULL, state TEXT NOT NULL,
+    PRIMARY KEY (key, detector)
+);
+"""
+AlertSink = Callable[[list[Alert], float], None]
+
+DEFAULT_DETECTORS: dict[str, dict[str, Any]] = {
+    # A P99 needs a few hundred points before it means anything: with fewer, the seeded
+    # baseline's tail is the sample maximum's noise and ordinary requests look like drift.
+    "p99_drift": {"min_points": 300},
+    "variance": {"min_points": 300},
+}
+
+
+def alerts_table_rows(alerts: Iterable[Alert], ts: float) -> list[tuple[Any, ...]]:
+    return [(ts, a.fingerprint, a.name, a.status.value, json.dumps(dict(a.labels)),
+             json.dumps(dict(a.annotations)), a.starts_at, a.ends_at) for a in alerts]
+
+
+@dataclass
+class _KeyState:
+    """Detectors and evidence for one (model, replica)."""
+
+    detectors: dict[str, Any]
+    recent: deque[tuple[float, str, float, dict[str, float], float | None]] = field(
+        default_factory=lambda: deque(maxlen=200))
+    stage_baseline: dict[str, float] = field(default_factory=dict)
+    clock_baseline: float | None = None
+
+
+class DetectionHook:
+    """Engine hook: chains -> detectors -> anomalies -> rules -> alerts.
+
+    Args:
+        store: read chains, write anomalies, alerts and detector state.
+        detectors: detector names (``anomaly.registry``) run per key, with their parameters.
+        rules: one rule per detector.
+        alert_sinks: called with alert transitions (firing/resolved) and the tick time.
+        settle_s: how far behind ``now`` chains are read (chains land late).
+        history_s: how much of a key's history fits its detectors when first seen.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        *,
+        detectors: dict[str, dict[str, Any]] | None = None,
+        rules: Sequence[AlertRule] = DEFAULT_RULES,
+        alert_sinks: Sequence[AlertSink] = (),
+        settle_s: float = 3.0,
+        history_s: float = 3600.0,
+        save_every_ticks: int = 30,
+    ) -> None:
+        self.store = store
+        self.detector_params = detectors or dict(DEFAULT_DETECTORS)
+        self.rules = RuleEvaluator(tuple(rules))
+        self.thresholds = {r.detector: r.fire_at for r in rules}
+        self.alert_sinks = list(alert_sinks)
+        self.settle_s, self.history_s = settle_s, history_s
+        self.save_every_ticks = save_every_ticks
+        self.keys: dict[tuple[str, str], _KeyState] = {}
+        self.watermark: float | None = None
+        self.late = 0
+        self.points = 0
+        self._ticks = 0
+        store.ensure_table("alerts", ALERTS_DDL, ts_column="ts")
+        store.ensure_table("detector_state", STATE_DDL)
+
+    # -- per tick ------------------------------------------------------------------------------
+
+    def __call__(self, now: float) -> None:
+        upto = now - self.settle_s
+        since = self.watermark if self.watermark is not None else upto - 2 * self.settle_s
+        chains = self.store.query(
+            "SELECT trace_id, ts, model, replica, latency_s, error, "
+            + ", ".join(f"stage_{s} AS {s}" for s in STAGE_NAMES)
+            + ", gpu FROM chains WHERE ts > ? AND ts <= ? ORDER BY ts",
+            (since, upto))
+        if self._last_rowid:  # rows written since the last tick for times already passed
+            self.late += int(self.store.query(
+                "SELECT COUNT(*) AS n FROM chains WHERE rowid > ? AND ts <= ?",
+                (self._last_rowid, since)).iloc[0]["n"])
+        self._last_rowid = int(self.store.query("SELECT COALESCE(MAX(rowid), 0) AS m FROM chains")
+                               .iloc[0]["m"])
+        self.watermark = upto
+        scores: dict[tuple[str, str], dict[str, float]] = {}
+        for row in chains.itertuples(index=False):
+            if row.error:
+                continue
+            key = (row.model, row.replica)
+            ks = self.keys.get(key) or self._new_key(key, now)
+            stages = {s: float(v) for s in STAGE_NAMES
+                      if (v := getattr(row, s)) is not None and v == v}
+            clock = _sm_clock(row.gpu)
+            ks.recent.append((float(row.ts), row.trace_id, float(row.latency_s), stages, clock))
+            per = scores.setdefault(key, {})
+            for name, det in ks.detectors.items():
+                s = det.update(float(row.ts), float(row.latency_s))
+                per[name] = max(per.get(name, 0.0), s)
+            self.points += 1
+            if max(per.values()) < 0.3:
+                _learn(ks, stages, clock)
+        transitions: list[Alert] = []
+        anomalies: list[Anomaly] = []
+        for key, per in scores.items():
+            ks = self.keys[key]
+            labels = {"model": key[0], "replica": key[1]}
+            for name, score in per.items():
+                evidence = self._evidence(ks, name)
+                if score >= self.thresholds.get(name, 1.1):
+                    anomalies.append(Anomaly(
+                        ts=now, detector=name, series="request_latency_seconds",
+                        labels=freeze_labels(labels), score=score,
+                        baseline=evidence.get("baseline_p99_s", float("nan")),
+                        observed=evidence.get("observed_p99_s", float("nan")), evidence=evidence))
+                transitions += self.rules.observe(name, labels, now, score, evidence)
+        if anomalies:
+            self.store.write_anomalies(anomalies)
+        if transitions:
+            self.store.insert_rows("alerts", ["ts", "fingerprint", "alertname", "status", "labels",
+                                              "annotations", "starts_at", "ends_at"],
+                                   alerts_table_rows(transitions, now))
+            for a in transitions:
+                logger.warning("alert %s %s %s", a.status.value, a.name, dict(a.labels))
+        for sink in self.alert_sinks:
+            sink(transitions, now)
+        self._ticks += 1
+        if self._ticks % self.save_every_ticks == 0:
+            self.save_state(now)
+
+    _last_rowid = 0
+
+    # -- keys, evidence, state --------------------------------------------------------------------
+
+    def _new_key(self, key: tuple[str, str], now: float) -> _KeyState:
+        dets = {name: make_detector(name, **params) for name, params in self.detector_params.items()}
+        saved = self.store.query("SELECT detector, state FROM detector_state WHERE key = ?",
+                                 (json.dumps(key),))
+        restored = {r.detector: json.loads(r.state) for r in saved.itertuples()}
+        history = self.store.query(
+            "SELECT ts, latency_s AS value FROM chains WHERE model = ? AND replica = ? "
+            "AND error = 0 AND ts > ? AND ts <= ? ORDER BY ts",
+            (key[0], key[1], now - self.history_s, (self.watermark or now) - self.settle_s))
+        for name, det in dets.items():
+            if name in restored:
+                det.load_state_dict(restored[name])
+            else:
+                det.fit(history if len(history) else None)
+        ks = _KeyState(dets)
+        self.keys[key] = ks
+        return ks
+
+    def _evidence(self, ks: _KeyState, detector: str) -> dict[str, Any]:
+        recent = list(ks.recent)[-50:]
+        lat = np.array([r[2] for r in recent])
+        det = ks.detectors[detector]
+        base = getattr(det, "baseline_", None)
+        ev: dict[str, Any] = {"observed_p99_s": round(float(np.percentile(lat, 99)), 6),
+                              "observed_p50_s": round(float(np.median(lat)), 6)}
+        looked = base.lookup(recent[-1][0]) if base is not None else None
+        if looked is not None:
+            ev["baseline_p50_s"] = round(float(looked[0]), 6)
+            ev["baseline_p99_s"] = round(float(looked[2]), 6)
+        deltas = {}
+        for stage, b in ks.stage_baseline.items():
+            vals = [r[3][stage] for r in recent if stage in r[3]]
+            if vals:
+                deltas[stage] = round((float(np.median(vals)) - b) * 1e3, 3)
+        if deltas:
+            ev["stage_delta_ms"] = deltas
+            ev["grown_stage"] = max(deltas, key=deltas.get)
+        clocks = [r[4] for r in recent if r[4] is not None]
+        if clocks and ks.clock_baseline:
+            ev["gpu_sm_clock_mhz"] = round(float(np.median(clocks)), 1)
+            ev["gpu_sm_clock_baseline_mhz"] = round(ks.clock_baseline, 1)
+        slowest = sorted(recent, key=lambda r: r[2], reverse=True)[:3]
+        ev["slowest_trace_ids"] = ",".join(r[1] for r in slowest)
+        return ev
+
+    def save_state(self, now: float) -> None:
+        rows = [(json.dumps(key), name, now, json.dumps(det.state_dict()))
+                for key, ks in self.keys.items() for name, det in ks.detectors.items()]
+        if rows:
+            self.store.insert_rows("detector_state", ["key", "detector", "ts", "state"], rows,
+                                   replace=True)
+
+    def firing(self) -> list[Alert]:
+        return self.rules.firing()
+
+    def alerts(self, status: AlertStatus | None = None) -> list[dict[str, Any]]:
+        q = "SELECT * FROM alerts" + (" WHERE status = ?" if status else "") + " ORDER BY ts"
+        return self.store.query(q, (status.value,) if status else ()).to_dict("records")
+
+
+def _sm_clock(gpu_json: str | None) -> float | None:
+    if not gpu_json:
+        return None
+    try:
+        return float(json.loads(gpu_json).get("sm_clock_mhz"))
+    except (ValueError, TypeError):
+        return None
+
+
+def _learn(ks: _KeyState, stages: dict[str, float], clock: float | None, rate: float = 0.02) -> None:
+    """Slow EWMA of each stage (and the GPU clock) while the key looks normal."""
+    for stage, v in stages.items():
+        b = ks.stage_baseline.get(stage)
+        ks.stage_baseline[stage] = v if b is None else b + rate * (v - b)
+    if clock is not None:
+        ks.clock_baseline = clock if ks.clock_baseline is None else (
+            ks.clock_baseline + rate * (clock - ks.clock_baseline))
