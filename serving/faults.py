@@ -27,14 +27,17 @@ class ModelFaults:
     Attributes:
         latency_factor: multiplies the model's own execution time (5.0 = five times slower).
         extra_latency_ms: added to every execution.
-        jitter_ms: mean of an exponential extra delay per execution: the median moves little,
-            the tail a lot, which is what jitter from contention or GC looks like.
+        jitter_ms: mean of an exponential extra delay, added to an execution with probability
+            ``jitter_prob``: with a small probability the median barely moves and the tail
+            widens, which is what jitter from contention or GC pauses looks like.
+        jitter_prob: probability in [0, 1] that an execution gets the jitter delay.
         error_rate: probability in [0, 1] that an execution fails.
     """
 
     latency_factor: float = 1.0
     extra_latency_ms: float = 0.0
     jitter_ms: float = 0.0
+    jitter_prob: float = 1.0
     error_rate: float = 0.0
 
     def validate(self) -> ModelFaults:
@@ -43,8 +46,9 @@ class ModelFaults:
         for name in ("extra_latency_ms", "jitter_ms"):
             if not (getattr(self, name) >= 0.0):
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
-        if not (0.0 <= self.error_rate <= 1.0):
-            raise ValueError(f"error_rate must be in [0, 1], got {self.error_rate}")
+        for name in ("error_rate", "jitter_prob"):
+            if not (0.0 <= getattr(self, name) <= 1.0):
+                raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
         return self
 
 
@@ -82,7 +86,7 @@ class ModelFaultState:
         """Sleep whatever the faults add to an execution that took ``busy_s``; maybe raise."""
         f = self._faults
         extra = busy_s * (f.latency_factor - 1.0) + f.extra_latency_ms / 1e3
-        if f.jitter_ms > 0:
+        if f.jitter_ms > 0 and (f.jitter_prob >= 1.0 or self._rng.random() < f.jitter_prob):
             extra += self._rng.expovariate(1.0 / (f.jitter_ms / 1e3))
         if extra > 0:
             time.sleep(extra)

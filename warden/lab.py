@@ -25,6 +25,7 @@ from serving.loadgen import LoadGenerator
 from serving.router import RouterConfig
 from serving.router_client import RouterAdmin
 from warden.config import WardenConfig
+from warden.detection import AlertSink
 from warden.engine import TickHook
 from warden.lab_telemetry import Telemetry
 
@@ -73,13 +74,15 @@ class Lab:
         with_telemetry: bool = True,
         router_port: int | None = None,
         hooks: Sequence[TickHook] = (),
+        alert_sinks: Sequence[AlertSink] = (),
     ) -> None:
         self.config = config
         self.with_traffic = with_traffic
         self.otlp_url: str | None = None
         self.router_port = config.lab.router_port if router_port is None else router_port
         self.home = config.home
-        self.telemetry = (Telemetry(config.db_path, config.home, hooks=hooks)
+        self.telemetry = (Telemetry(config.db_path, config.home, hooks=hooks,
+                                    alert_sinks=alert_sinks)
                           if with_telemetry else None)
         self.fleet = Fleet(config.fleet.model_copy(), self.home, on_change=self._fleet_changed)
         self.router_process: subprocess.Popen[bytes] | None = None

@@ -24,6 +24,7 @@ from collectors.gpu_twin_source import TwinHttpSource
 from collectors.self_metrics import WardenMetrics, serve_metrics
 from collectors.triton import TritonMetricsCollector
 from serving.fleet import Replica, free_port
+from warden.detection import AlertSink, DetectionHook
 from warden.engine import Engine, TickHook
 from warden.store import Store
 
@@ -47,10 +48,14 @@ class Telemetry:
     """
 
     def __init__(self, db_path: Path, home: Path, *, interval_s: float = 1.0,
-                 hooks: Sequence[TickHook] = ()) -> None:
+                 hooks: Sequence[TickHook] = (), alert_sinks: Sequence[AlertSink] = (),
+                 detection: bool = True) -> None:
         self.db_path, self.home = db_path, home
         self.interval_s = interval_s
         self.hooks = list(hooks)
+        self.alert_sinks = list(alert_sinks)
+        self.with_detection = detection
+        self.detection: DetectionHook | None = None
         self.registry = CollectorRegistry()
         self.metrics = WardenMetrics(self.registry)
         self.receiver: subprocess.Popen[bytes] | None = None
@@ -90,7 +95,11 @@ class Telemetry:
         self.triton = TritonMetricsCollector({}, metrics=self.metrics)
         self.gpu = TwinHttpSource({})
         self.follow(replicas)
-        self.engine = Engine(self.store, [self.triton, self.gpu], hooks=self.hooks,
+        hooks = list(self.hooks)
+        if self.with_detection:
+            self.detection = DetectionHook(self.store, alert_sinks=self.alert_sinks)
+            hooks.insert(0, self.detection)
+        self.engine = Engine(self.store, [self.triton, self.gpu], hooks=hooks,
                              interval_s=self.interval_s).start()
         return self.engine
 
@@ -105,6 +114,8 @@ class Telemetry:
         if self.engine is not None:
             self.engine.stop()
             self.engine = None
+        if self.detection is not None and self.store is not None:
+            self.detection.save_state(time.time())
         if self.gpu is not None:
             self.gpu.close()
         if self.store is not None:

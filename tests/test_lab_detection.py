@@ -1,0 +1,105 @@
+"""Detection on the real lab (issue 4): drift on one replica, jitter, and a seen diurnal swing.
+
+Faults are the replicas' own (their model code really gets slower); alerts are read back from
+the store's ``alerts`` table, as a user or the chaos runner would read them.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from warden.config import load_config
+from warden.lab import Lab
+from warden.store import Store
+
+pytestmark = pytest.mark.slow
+
+
+def _faults(url: str, body: dict | None) -> None:
+    req = urllib.request.Request(f"{url}/faults", method="POST" if body else "DELETE",
+                                 data=json.dumps(body).encode() if body else None)
+    urllib.request.urlopen(req, timeout=5).read()
+
+
+def _alerts(store: Store) -> list[dict]:
+    rows = store.query("SELECT * FROM alerts ORDER BY ts").to_dict("records")
+    for r in rows:
+        r["labels"] = json.loads(r["labels"])
+        r["annotations"] = json.loads(r["annotations"])
+    return rows
+
+
+def _wait_alert(store: Store, name: str, replica: str, since: float, timeout: float) -> dict | None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for a in _alerts(store):
+            if (a["alertname"] == name and a["status"] == "firing" and a["ts"] >= since
+                    and a["labels"]["replica"] == replica):
+                return a
+        time.sleep(0.5)
+    return None
+
+
+def _median_latency(store: Store, replica: str, seconds: float) -> float:
+    ch = store.query("SELECT latency_s FROM chains WHERE replica = ? AND ts > ?",
+                     (replica, time.time() - seconds))
+    return float(np.median(ch.latency_s))
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory: pytest.TempPathFactory):
+    home = Path(tmp_path_factory.mktemp("detect"))
+    config = load_config(home=home, lab={
+        "replicas": 2, "router_port": 0, "router_policy": "round_robin",
+        "traffic": {"kind": "constant", "rate": 60}, "traffic_models": {"synth": 1}},
+        fleet={"models": ["synth"]})
+    with Lab(config) as lab:
+        time.sleep(25)  # warm-up: each replica's baseline needs its first few hundred requests
+        yield lab, Store(config.db_path, readonly=True)
+
+
+def test_latency_doubling_on_one_replica_alerts_that_replica_alone(lab) -> None:
+    lab, store = lab
+    assert [a for a in _alerts(store) if a["status"] == "firing"] == []
+    victim = lab.fleet.get("r1")
+    median_ms = _median_latency(store, "r1", 10) * 1e3
+    t0 = time.time()
+    _faults(victim.control_url, {"extra_latency_ms": median_ms})
+    try:
+        alert = _wait_alert(store, "ReplicaLatencyP99Drift", "r1", t0, timeout=30)
+    finally:
+        _faults(victim.control_url, None)
+    assert alert is not None, _alerts(store)
+    detect_s = alert["ts"] - t0
+    print(f"time from fault to P99-drift alert: {detect_s:.1f} s")
+    assert detect_s < 10.0
+    others = [a for a in _alerts(store) if a["status"] == "firing" and a["ts"] >= t0
+              and a["alertname"] == "ReplicaLatencyP99Drift" and a["labels"]["replica"] != "r1"]
+    assert others == []
+    ann = alert["annotations"]
+    assert float(json.loads(ann["observed_p99_s"])) > float(json.loads(ann["baseline_p99_s"]))
+    assert ann["slowest_trace_ids"] and ann["grown_stage"]
+
+
+def test_jitter_at_unchanged_median_raises_a_variance_alert(lab) -> None:
+    lab, store = lab
+    victim = lab.fleet.get("r0")
+    before = _median_latency(store, "r0", 10)
+    t0 = time.time()
+    _faults(victim.control_url, {"jitter_ms": 60, "jitter_prob": 0.2})
+    try:
+        alert = _wait_alert(store, "ReplicaLatencyJitter", "r0", t0, timeout=30)
+        during = _median_latency(store, "r0", 5)
+    finally:
+        _faults(victim.control_url, None)
+    assert alert is not None, _alerts(store)
+    print(f"time from fault to jitter alert: {alert['ts'] - t0:.1f} s; median "
+          f"{before * 1e3:.1f} -> {during * 1e3:.1f} ms")
+    assert alert["ts"] - t0 < 10.0
+    assert abs(during - before) / before < 0.5
