@@ -15,8 +15,8 @@ Errors (raised by ``query`` / ``query_range``; ``collect`` counts them and never
 
     PrometheusError(Exception)            .reason: a short label for counters
      ├── PrometheusUnavailable            connect failure or timeout ("connect", "timeout")
-     ├── PrometheusBadResponse            not JSON, or JSON of an unexpected shape ("non_json",
-     │                                    "bad_shape", "http_<code>")
+     ├── PrometheusBadResponse            not JSON, or JSON of an unexpected shape
+     │                                    ("non_json", "bad_shape", "http_<code>")
      └── PrometheusQueryError             the API said status "error" (reason: its errorType,
                                           e.g. "bad_data", "timeout", "execution")
 
@@ -192,7 +192,9 @@ class PrometheusSource:
 
     # -- transport ------------------------------------------------------------------------------
 
-    def _httpx_fetch(self, url: str, params: Mapping[str, str], timeout_s: float) -> tuple[int, bytes]:
+    def _httpx_fetch(
+        self, url: str, params: Mapping[str, str], timeout_s: float
+    ) -> tuple[int, bytes]:
         import httpx
 
         if self._client is None:

@@ -8,9 +8,9 @@ span minus its Triton child; ``triton_http`` is ``InferRequest`` minus queue and
 start. So offsets are reconstructed from the nesting: client > router > triton_http > (queue,
 compute_input, compute_infer, compute_output in sequence), model code inside compute_infer. A
 wrapping stage's own time is split evenly before and after what it wraps (request out, response
-back), and drawn ``█`` with its children's span as ``░``; so the number of ``█`` of every stage is
-proportional to the duration the chain records for it (for ``client``, the whole request), and
-the offsets are estimates (marked ``~``).
+back), and drawn ``█`` with its children's span as ``░``; so the number of ``█`` of every stage
+is proportional to the duration the chain records for it (for ``client``, the whole request),
+and the offsets are estimates (marked ``~``).
 """
 
 from __future__ import annotations

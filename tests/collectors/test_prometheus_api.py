@@ -35,7 +35,7 @@ def _vec(*elements: tuple[dict[str, str], str], ts: float = 1000.0) -> tuple[int
 
 
 class FakePrometheusAPI:
-    """A real HTTP server on 127.0.0.1; ``answers`` maps a PromQL string to (status, body, delay)."""
+    """A real HTTP server on 127.0.0.1; ``answers``: PromQL -> (status, body, delay)."""
 
     def __init__(self) -> None:
         self.answers: dict[str, tuple[int, bytes, float]] = {}

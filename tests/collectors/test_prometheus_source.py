@@ -157,7 +157,8 @@ def test_prometheus_source_agrees_with_direct_scrape(stack) -> None:
     time.sleep(1.5)  # Prometheus' last scrape up to t1 has landed
 
     source = PrometheusSource(prom_url, metrics=metrics, replicas=replicas,
-                              queries=triton_queries(window=f"{t1 - t0:.0f}s", selector='job="triton"'))
+                              queries=triton_queries(window=f"{t1 - t0:.0f}s",
+                                                     selector='job="triton"'))
     with source:
         got = _index(source.collect(t1))
         compared = []
@@ -183,8 +184,9 @@ def test_prometheus_source_agrees_with_direct_scrape(stack) -> None:
         assert 0 < warden["value"].iloc[0] <= metrics.value("warden_samples_ingested_total",
                                                             {"source": "triton"})
         # and a range over the load window comes back as a frame of finite points
-        df = source.query_range('sum by (instance) (rate(nv_inference_request_success{job="triton"}[5s]))',
-                                t0, t1, 1.0)
+        df = source.query_range(
+            'sum by (instance) (rate(nv_inference_request_success{job="triton"}[5s]))',
+            t0, t1, 1.0)
         assert set(df["instance"]) == set(replicas) and df["value"].gt(0).all()
         assert metrics.value("warden_scrape_errors_total",
                              {"target": "prometheus", "reason": "bad_data"}) == 0
