@@ -21,10 +21,10 @@ from pathlib import Path
 import httpx
 import pytest
 import yaml
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, start_http_server
 
 from collectors.prometheus import PrometheusSource, triton_queries
-from collectors.self_metrics import WardenMetrics, serve_metrics
+from collectors.self_metrics import WardenMetrics
 from collectors.triton import TritonMetricsCollector
 from serving.fleet import Fleet, FleetConfig, free_port
 from serving.loadgen import LoadGenerator, LoadProfile
@@ -90,19 +90,25 @@ def _stop(proc: subprocess.Popen) -> None:
 def stack(tmp_path: Path) -> Iterator[tuple[Fleet, WardenMetrics, int, str]]:
     """Two synth replicas, Warden's /metrics, and a Prometheus scraping all three."""
     metrics = WardenMetrics(CollectorRegistry())
-    metrics_port = serve_metrics(metrics.registry)
-    with Fleet(FleetConfig(models=["synth"]), tmp_path / "fleet") as fleet:
-        fleet.start(2)
-        prom, url = _start_prometheus(tmp_path, {
-            "triton": [f"127.0.0.1:{r.metrics_port}" for r in fleet.replicas],
-            "warden": [f"127.0.0.1:{metrics_port}"],
-        })
-        try:
-            _wait_scraped(url, n_targets=3)
-            yield fleet, metrics, metrics_port, url
-        finally:
-            _stop(prom)
-            shutil.rmtree(tmp_path / "tsdb", ignore_errors=True)
+    # what collectors.self_metrics.serve_metrics does, keeping the server so it can be stopped
+    server, _ = start_http_server(0, addr="127.0.0.1", registry=metrics.registry)
+    metrics_port = int(server.server_address[1])
+    try:
+        with Fleet(FleetConfig(models=["synth"]), tmp_path / "fleet") as fleet:
+            fleet.start(2)
+            prom, url = _start_prometheus(tmp_path, {
+                "triton": [f"127.0.0.1:{r.metrics_port}" for r in fleet.replicas],
+                "warden": [f"127.0.0.1:{metrics_port}"],
+            })
+            try:
+                _wait_scraped(url, n_targets=3)
+                yield fleet, metrics, metrics_port, url
+            finally:
+                _stop(prom)
+                shutil.rmtree(tmp_path / "tsdb", ignore_errors=True)
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 def _wait_scraped(url: str, n_targets: int, timeout_s: float = 15.0) -> None:
@@ -164,7 +170,8 @@ def test_prometheus_source_agrees_with_direct_scrape(stack) -> None:
         compared = []
         for series in ("triton_request_success_per_second", "triton_inference_per_second",
                        "triton_request_duration_seconds", "triton_queue_duration_seconds",
-                       "triton_compute_infer_duration_seconds"):
+                       "triton_compute_infer_duration_seconds", "triton_batch_size",
+                       "triton_error_ratio"):
             for r in fleet.replicas:
                 want, have = measured[(series, r.name, "")], got.get((series, r.name, ""))
                 assert have is not None, f"{series}{{replica={r.name}}} missing from Prometheus"
