@@ -109,6 +109,21 @@ def _open(args: argparse.Namespace) -> Any:
         return None
 
 
+def _spans(store: Any, trace_id: str) -> list[Any]:
+    """The raw spans kept for a trace (slow, failed and sampled chains), as records."""
+    from warden.records import Span
+
+    df = store.spans(trace_id)
+    return [
+        Span(trace_id=r["trace_id"], span_id=r["span_id"], parent_span_id=r["parent_span_id"],
+             name=r["name"], service=r["service"], start_ns=int(r["start_ns"]),
+             end_ns=int(r["end_ns"]), attributes=r["attributes"],
+             events=tuple((str(n), int(t)) for n, t in r["events"]),
+             status_error=bool(r["status_error"]))
+        for r in df.to_dict("records")
+    ]
+
+
 def _store_errors(fn: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
     """A store that is not Warden's (or is mid-migration) is a message and exit 1, not a trace."""
 
@@ -132,11 +147,12 @@ def _show(args: argparse.Namespace) -> int:
         return 1
     with store:
         chain = store.read_chain(args.trace_id)
+        spans = _spans(store, args.trace_id)
     if chain is None:
         print(f"no chain with trace id {args.trace_id!r} in {store.path} (chains are written when "
               "a trace settles; only traced requests have one)", file=sys.stderr)
         return 1
-    print("\n".join(render_chain(chain)))
+    print("\n".join(render_chain(chain, spans=spans)))
     return 0
 
 
@@ -150,13 +166,13 @@ def _slowest(args: argparse.Namespace) -> int:
     with store:
         df = store.slowest_chains(args.model, start=time.time() - args.since, limit=args.limit,
                                   replica=args.replica)
-        chains = [store.read_chain(tid) for tid in df["trace_id"]]
+        chains = [(store.read_chain(tid), _spans(store, tid)) for tid in df["trace_id"]]
     scope = " ".join(f"{k}={v}" for k, v in (("model", args.model), ("replica", args.replica)) if v)
     if not chains:
         print(f"no chains{' for ' + scope if scope else ''} in the last {args.since:g} s",
               file=sys.stderr)
         return 1
-    blocks = ["\n".join(render_chain(c)) for c in chains if c is not None]
+    blocks = ["\n".join(render_chain(c, spans=sp)) for c, sp in chains if c is not None]
     print(f"{len(blocks)} slowest chain(s){' for ' + scope if scope else ''} "
           f"in the last {args.since:g} s\n")
     print("\n\n".join(blocks))

@@ -182,3 +182,47 @@ def test_layout_handles_inconsistent_durations() -> None:
     bars = layout(chain)
     assert [b.stage for b in bars] == ["client", "router", "queue", "model_code"]
     assert all(b.start >= 0 and b.span >= 0 for b in bars)
+
+
+def _ns(ms: float, base: int) -> int:
+    return base + int(round(ms * 1e6))
+
+
+def test_kept_spans_give_measured_offsets(tmp_path, capsys) -> None:
+    """Spans as the senders make them -> the joiner's chain -> the store -> exact offsets."""
+    from collectors.chains import build_chain
+    from warden.records import Span
+
+    base = int((time.time() - 5) * 1e9)
+    tid = "4bf92f3577b34da6a3ce929d0e0e4736"
+    spans = [
+        Span(tid, "c1", "", "warden.client", "warden-loadgen", _ns(0, base), _ns(20, base),
+             {"warden.model": "synth"}),
+        Span(tid, "r1", "c1", "warden.router", "warden-router", _ns(1, base), _ns(19, base)),
+        Span(tid, "i1", "r1", "InferRequest", "warden-replica-r0", _ns(3, base), _ns(17, base)),
+        Span(tid, "m1", "i1", "synth", "warden-replica-r0", _ns(3.5, base), _ns(17, base),
+             {"triton.model_name": "synth"}, events=(("QUEUE_START", _ns(3.5, base)),)),
+        Span(tid, "k1", "m1", "compute", "warden-replica-r0", _ns(6, base), _ns(17, base),
+             events=(("COMPUTE_START", _ns(6, base)), ("COMPUTE_INPUT_END", _ns(6.5, base)),
+                     ("COMPUTE_OUTPUT_START", _ns(16.5, base)), ("COMPUTE_END", _ns(17, base)))),
+        Span(tid, "p1", "k1", "warden.model", "warden-replica-r0", _ns(8, base), _ns(16, base),
+             {"warden.replica": "r0", "warden.variant": "full"}),
+    ]
+    chain = build_chain(tid, spans)
+    db = tmp_path / "w.db"
+    with Store(db) as store:
+        store.write_chains([chain])
+        store.write_spans(spans)
+    assert warden.cli.main(["trace", "show", tid, "--db", str(db)]) == 0
+    out = capsys.readouterr().out
+    assert "~" not in out  # every offset measured
+    rows = {}
+    for line in out.splitlines():
+        m = re.match(r"^(\w+)\s+([\d.]+)\s+\|(.{%d})\|\s+([\d.]+)$" % BAR_WIDTH, line)
+        if m:
+            rows[m.group(1)] = (float(m.group(2)), float(m.group(4)))
+    assert rows == {
+        "client": (0.0, 20.0), "router": (1.0, 4.0), "triton_http": (3.0, 0.5),
+        "queue": (3.5, 2.5), "compute_input": (6.0, 0.5), "compute_infer": (6.5, 10.0),
+        "compute_output": (16.5, 0.5), "model_code": (8.0, 8.0),
+    }
