@@ -17,6 +17,7 @@ __all__ = ["build_parser", "main"]
 
 COMMAND_MODULES: tuple[str, ...] = (
     "collectors.cli",
+    "collectors.trace_cli",
     "warden.alerting.cli",
     "warden.lab_cli",
 )

@@ -7,9 +7,12 @@ default), fitted on that key's history in the store when first seen, and restore
 saved state across restarts.
 
 Chains land in the store a few seconds after the request (the joiner waits for late spans), and
-out of order. So each tick reads chains up to ``now - settle_s`` past a watermark, in time
-order; a chain that arrives later than that is counted in ``late`` and skipped (a detector
-never sees time go backwards).
+not in time order. Each tick reads the chains *written* since the last tick (a rowid
+watermark, so nothing waits on a fixed delay and a lagging receiver delays detection only by
+its own lag), sorted by request time; a chain older than what a detector already saw is
+rejected and counted by that detector (``rejected_``), so time never goes backwards for it. A
+chain rewritten when late spans arrive comes back with the same timestamp and is rejected the
+same way, so it is never counted twice.
 
 Scores go to the rules (:mod:`anomaly.rules`); ``Anomaly`` records are written while a score is
 over its threshold, and alert transitions go to the ``alerts`` table and to ``alert_sinks``
@@ -91,7 +94,7 @@ class DetectionHook:
         detectors: detector names (``anomaly.registry``) run per key, with their parameters.
         rules: one rule per detector.
         alert_sinks: called with alert transitions (firing/resolved) and the tick time.
-        settle_s: how far behind ``now`` chains are read (chains land late).
+        max_batch: most chains read in one tick (a backlog drains over several ticks).
         history_s: how much of a key's history fits its detectors when first seen.
     """
 
@@ -102,20 +105,21 @@ class DetectionHook:
         detectors: dict[str, dict[str, Any]] | None = None,
         rules: Sequence[AlertRule] = DEFAULT_RULES,
         alert_sinks: Sequence[AlertSink] = (),
-        settle_s: float = 3.0,
         history_s: float = 3600.0,
         save_every_ticks: int = 30,
+        max_batch: int = 20_000,
     ) -> None:
         self.store = store
         self.detector_params = detectors or dict(DEFAULT_DETECTORS)
         self.rules = RuleEvaluator(tuple(rules))
         self.thresholds = {r.detector: r.fire_at for r in rules}
         self.alert_sinks = list(alert_sinks)
-        self.settle_s, self.history_s = settle_s, history_s
+        self.history_s = history_s
         self.save_every_ticks = save_every_ticks
         self.keys: dict[tuple[str, str], _KeyState] = {}
-        self.watermark: float | None = None
-        self.late = 0
+        self.max_batch = max_batch
+        self.watermark = int(store.query("SELECT COALESCE(MAX(rowid), 0) AS m FROM chains")
+                             .iloc[0]["m"])
         self.points = 0
         self._ticks = 0
         store.ensure_table("alerts", ALERTS_DDL, ts_column="ts")
@@ -124,20 +128,14 @@ class DetectionHook:
     # -- per tick ------------------------------------------------------------------------------
 
     def __call__(self, now: float) -> None:
-        upto = now - self.settle_s
-        since = self.watermark if self.watermark is not None else upto - 2 * self.settle_s
         chains = self.store.query(
-            "SELECT trace_id, ts, model, replica, latency_s, error, "
+            "SELECT rowid AS rid, trace_id, ts, model, replica, latency_s, error, "
             + ", ".join(f"stage_{s} AS {s}" for s in STAGE_NAMES)
-            + ", gpu FROM chains WHERE ts > ? AND ts <= ? ORDER BY ts",
-            (since, upto))
-        if self._last_rowid:  # rows written since the last tick for times already passed
-            self.late += int(self.store.query(
-                "SELECT COUNT(*) AS n FROM chains WHERE rowid > ? AND ts <= ?",
-                (self._last_rowid, since)).iloc[0]["n"])
-        self._last_rowid = int(self.store.query("SELECT COALESCE(MAX(rowid), 0) AS m FROM chains")
-                               .iloc[0]["m"])
-        self.watermark = upto
+            + ", gpu FROM chains WHERE rowid > ? ORDER BY rowid LIMIT ?",
+            (self.watermark, self.max_batch))
+        if len(chains):
+            self.watermark = int(chains.rid.max())
+            chains = chains.sort_values("ts", kind="stable")
         scores: dict[tuple[str, str], dict[str, float]] = {}
         for row in chains.itertuples(index=False):
             if row.error:
@@ -183,8 +181,6 @@ class DetectionHook:
         if self._ticks % self.save_every_ticks == 0:
             self.save_state(now)
 
-    _last_rowid = 0
-
     # -- keys, evidence, state --------------------------------------------------------------------
 
     def _new_key(self, key: tuple[str, str], now: float) -> _KeyState:
@@ -194,8 +190,8 @@ class DetectionHook:
         restored = {r.detector: json.loads(r.state) for r in saved.itertuples()}
         history = self.store.query(
             "SELECT ts, latency_s AS value FROM chains WHERE model = ? AND replica = ? "
-            "AND error = 0 AND ts > ? AND ts <= ? ORDER BY ts",
-            (key[0], key[1], now - self.history_s, (self.watermark or now) - self.settle_s))
+            "AND error = 0 AND ts > ? AND rowid <= ? ORDER BY ts",
+            (key[0], key[1], now - self.history_s, self.watermark))
         for name, det in dets.items():
             if name in restored:
                 det.load_state_dict(restored[name])

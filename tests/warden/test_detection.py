@@ -31,7 +31,7 @@ def test_drift_on_one_replica_alerts_it_alone_with_evidence(tmp_path: Path) -> N
     store = Store(tmp_path / "w.db")
     t0 = 1_800_000_000.0
     sent: list[list] = []
-    hook = DetectionHook(store, settle_s=0.0, alert_sinks=[lambda a, now: sent.append(a)])
+    hook = DetectionHook(store, alert_sinks=[lambda a, now: sent.append(a)])
     for r in ("r0", "r1"):
         store.write_chains(chains(rng, t0, 120, 20, r))
     for sec in range(1, 121):
@@ -56,12 +56,12 @@ def test_detector_state_survives_a_restart(tmp_path: Path) -> None:
     rng = np.random.default_rng(1)
     store = Store(tmp_path / "w.db")
     t0 = 1_800_000_000.0
-    store.write_chains(chains(rng, t0, 60, 20, "r0"))
-    hook = DetectionHook(store, settle_s=0.0)
+    hook = DetectionHook(store)
     for sec in range(1, 61):
+        store.write_chains(chains(rng, t0 + sec - 1, 1, 20, "r0"))
         hook(t0 + sec)
     hook.save_state(t0 + 60)
-    again = DetectionHook(store, settle_s=0.0)
+    again = DetectionHook(store)
     restored = again._new_key(("synth", "r0"), t0 + 60)
     for name, det in hook.keys[("synth", "r0")].detectors.items():
         assert restored.detectors[name].state_dict() == det.state_dict()
