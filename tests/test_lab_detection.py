@@ -7,8 +7,10 @@ the store's ``alerts`` table, as a user or the chaos runner would read them.
 from __future__ import annotations
 
 import json
+import threading
 import time
 import urllib.request
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import numpy as np
@@ -52,19 +54,50 @@ def _median_latency(store: Store, replica: str, seconds: float) -> float:
     return float(np.median(ch.latency_s))
 
 
+class OnCall:
+    """A real webhook endpoint on loopback that keeps what it receives, as on-call tools do."""
+
+    def __init__(self) -> None:
+        received = self.received = []
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args) -> None:
+                pass
+
+            def do_POST(self) -> None:  # noqa: N802
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                received.append((dict(self.headers), json.loads(body)))
+                self.send_response(200)
+                self.end_headers()
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+
+
 @pytest.fixture(scope="module")
-def lab(tmp_path_factory: pytest.TempPathFactory):
+def oncall():
+    hook = OnCall()
+    yield hook
+    hook.server.shutdown()
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory: pytest.TempPathFactory, oncall: OnCall):
     home = Path(tmp_path_factory.mktemp("detect"))
     config = load_config(home=home, lab={
         "replicas": 2, "router_port": 0, "router_policy": "round_robin",
         "traffic": {"kind": "constant", "rate": 60}, "traffic_models": {"synth": 1}},
-        fleet={"models": ["synth"]})
+        fleet={"models": ["synth"]},
+        alerting={"receivers": [{"name": "oncall", "url": oncall.url}],
+                  "routes": [{"receiver": "oncall", "group_by": ["alertname", "replica"],
+                              "group_wait_s": 0, "group_interval_s": 5}]})
     with Lab(config) as lab:
         time.sleep(25)  # warm-up: each replica's baseline needs its first few hundred requests
         yield lab, Store(config.db_path, readonly=True)
 
 
-def test_latency_doubling_on_one_replica_alerts_that_replica_alone(lab) -> None:
+def test_latency_doubling_on_one_replica_alerts_that_replica_alone(lab, oncall) -> None:
     lab, store = lab
     assert [a for a in _alerts(store) if a["status"] == "firing"] == []
     victim = lab.fleet.get("r1")
@@ -85,6 +118,18 @@ def test_latency_doubling_on_one_replica_alerts_that_replica_alone(lab) -> None:
     ann = alert["annotations"]
     assert float(json.loads(ann["observed_p99_s"])) > float(json.loads(ann["baseline_p99_s"]))
     assert ann["slowest_trace_ids"] and ann["grown_stage"]
+    deadline = time.monotonic() + 15
+    page = None
+    while page is None and time.monotonic() < deadline:
+        page = next((p for h, p in oncall.received
+                     if p["commonLabels"].get("alertname") == "ReplicaLatencyP99Drift"
+                     and p["commonLabels"].get("replica") == "r1"), None)
+        time.sleep(0.2)
+    assert page is not None, oncall.received
+    headers = next(h for h, p in oncall.received if p is page)
+    assert page["version"] == "4" and page["status"] == "firing"
+    assert headers.get("Idempotency-Key")
+    assert page["alerts"][0]["annotations"]["slowest_trace_ids"]
 
 
 def test_jitter_at_unchanged_median_raises_a_variance_alert(lab) -> None:

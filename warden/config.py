@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from serving.fleet import FleetConfig
 from serving.loadgen import LoadProfile
+from warden.alerting.config import AlertingConfig
 from warden.environment import WARDEN_CONFIG, WARDEN_HOME
 
 __all__ = ["ConfigError", "LabConfig", "WardenConfig", "load_config"]
@@ -44,6 +45,7 @@ class WardenConfig(_Strict):
     home: Path = Field(default_factory=lambda: Path(os.environ.get(WARDEN_HOME, ".warden")))
     lab: LabConfig = Field(default_factory=LabConfig)
     fleet: FleetConfig = Field(default_factory=FleetConfig)
+    alerting: AlertingConfig = Field(default_factory=AlertingConfig)
 
     @property
     def db_path(self) -> Path:

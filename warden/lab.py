@@ -82,7 +82,7 @@ class Lab:
         self.router_port = config.lab.router_port if router_port is None else router_port
         self.home = config.home
         self.telemetry = (Telemetry(config.db_path, config.home, hooks=hooks,
-                                    alert_sinks=alert_sinks)
+                                    alert_sinks=alert_sinks, alerting=config.alerting)
                           if with_telemetry else None)
         self.fleet = Fleet(config.fleet.model_copy(), self.home, on_change=self._fleet_changed)
         self.router_process: subprocess.Popen[bytes] | None = None

@@ -24,8 +24,12 @@ from collectors.gpu_twin_source import TwinHttpSource
 from collectors.self_metrics import WardenMetrics, serve_metrics
 from collectors.triton import TritonMetricsCollector
 from serving.fleet import Replica, free_port
+from warden.alerting.config import AlertingConfig
+from warden.alerting.service import AlertingService
+from warden.db import open_db
 from warden.detection import AlertSink, DetectionHook
 from warden.engine import Engine, TickHook
+from warden.records import Alert
 from warden.store import Store
 
 __all__ = ["Telemetry"]
@@ -49,13 +53,15 @@ class Telemetry:
 
     def __init__(self, db_path: Path, home: Path, *, interval_s: float = 1.0,
                  hooks: Sequence[TickHook] = (), alert_sinks: Sequence[AlertSink] = (),
-                 detection: bool = True) -> None:
+                 detection: bool = True, alerting: AlertingConfig | None = None) -> None:
         self.db_path, self.home = db_path, home
         self.interval_s = interval_s
         self.hooks = list(hooks)
         self.alert_sinks = list(alert_sinks)
         self.with_detection = detection
         self.detection: DetectionHook | None = None
+        self.alerting_config = alerting
+        self.alerting: AlertingService | None = None
         self.registry = CollectorRegistry()
         self.metrics = WardenMetrics(self.registry)
         self.receiver: subprocess.Popen[bytes] | None = None
@@ -96,12 +102,26 @@ class Telemetry:
         self.gpu = TwinHttpSource({})
         self.follow(replicas)
         hooks = list(self.hooks)
+        sinks = list(self.alert_sinks)
+        if self.alerting_config is not None and self.alerting_config.receivers:
+            self.alerting = AlertingService(self.alerting_config, open_db(self.db_path),
+                                            registry=self.registry)
+            self.alerting.start()
+            sinks.append(self._to_alerting)
         if self.with_detection:
-            self.detection = DetectionHook(self.store, alert_sinks=self.alert_sinks)
+            self.detection = DetectionHook(self.store, alert_sinks=sinks)
             hooks.insert(0, self.detection)
         self.engine = Engine(self.store, [self.triton, self.gpu], hooks=hooks,
                              interval_s=self.interval_s).start()
         return self.engine
+
+    def _to_alerting(self, transitions: list[Alert], now: float) -> None:
+        """Hand the alerting pipeline what changed plus what still fires (it deduplicates)."""
+        assert self.alerting is not None and self.detection is not None
+        firing = self.detection.firing()
+        seen = {a.fingerprint for a in firing}
+        self.alerting.submit(firing + [a for a in transitions if a.fingerprint not in seen], now)
+        self.alerting.tick(now)
 
     def follow(self, replicas: list[Replica]) -> None:
         """Point the collectors at the fleet's current replicas."""
@@ -116,6 +136,9 @@ class Telemetry:
             self.engine = None
         if self.detection is not None and self.store is not None:
             self.detection.save_state(time.time())
+        if self.alerting is not None:
+            self.alerting.stop()
+            self.alerting = None
         if self.gpu is not None:
             self.gpu.close()
         if self.store is not None:
