@@ -140,3 +140,27 @@ def test_model_runs_on_the_twin_whose_faults_reach_requests(fleet: Fleet) -> Non
             f"{replica.control_url}/gpu/faults", method="DELETE"), timeout=5).read()
     assert np.array_equal(_infer(replica.url, "synth", xs, "y"), 2 * xs + 1)
     assert _get(f"{replica.control_url}/gpu")["xid_errors"] >= 1
+
+
+def test_scale_out_and_in_follows_membership_and_reaps_removed(tmp_path: Path) -> None:
+    seen: list[list[str]] = []
+    fleet = Fleet(FleetConfig(models=["synth"]), tmp_path,
+                  on_change=lambda rs: seen.append(sorted(r.name for r in rs)))
+    try:
+        fleet.scale(1)
+        (first,) = fleet.replicas
+        fleet.scale(2)
+        assert sorted(r.name for r in fleet.replicas) == ["r0", "r1"]
+        newest = fleet.get("r1")
+        assert fleet.is_ready(newest) and newest.cold_start_s > 0
+        pgid = newest.pid
+        fleet.scale(1)
+        assert [r.name for r in fleet.replicas] == ["r0"]
+        assert pgid is not None and not _group_alive(pgid)
+        assert fleet.is_ready(first)
+        assert seen == [["r0"], ["r0", "r1"], ["r0"]]
+        with pytest.raises(ValueError):
+            fleet.scale(-1)
+    finally:
+        fleet.stop_all()
+    assert fleet.alive_groups() == []
