@@ -26,7 +26,7 @@ from typing import Any, Self
 import numpy as np
 import pandas as pd
 
-__all__ = ["StreamingDetector", "as_history", "check_int", "check_float"]
+__all__ = ["StreamingDetector", "as_history", "check_float", "check_int"]
 
 
 def check_int(name: str, value: object, low: int, high: int | None = None) -> int:

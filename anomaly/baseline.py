@@ -179,13 +179,6 @@ class SeasonalBaseline:
         self.high_[k] = high + (step if x > high else -step * (1.0 - q) / q)
 
     # -- reading ----------------------------------------------------------------------------------
-    def ready(self, ts: float) -> bool:
-        """Whether ``expected(ts)`` has statistics (its bucket or the global one)."""
-        g = len(self.count_) - 1
-        return self.median_[bucket_of(ts, self.season)] == self.median_[bucket_of(ts, self.season)] or (
-            self.median_[g] == self.median_[g]
-        )
-
     def expected(self, ts: float) -> BaselineStats | None:
         """Statistics at ``ts``: the bucket's, its spread shrunk towards the global one; or None.
 

@@ -3,7 +3,7 @@
 Hooked into ``warden`` by ``register(subparsers)``. Results: one file per data file,
 ``OUT/CATEGORY/warden_NAME.csv`` (``timestamp,value,anomaly_score``); with ``--detector all`` each
 detector gets its own ``OUT/DETECTOR/`` folder. Progress goes to stderr, tables to stdout.
-Detector names are the registry's, and ``NAME+lh`` runs a univariate detector through NAB's
+Detector names are the registry's, and ``NAME+lh`` runs a detector through NAB's
 anomaly likelihood and a refractory period (:mod:`anomaly.postprocess`).
 """
 
@@ -22,10 +22,10 @@ __all__ = ["nab_detector_names", "nab_factory", "register", "run_eval_nab"]
 
 def nab_detector_names() -> list[str]:
     """Every detector ``--detector all`` runs: each registered one, plus ``+lh`` variants."""
-    from anomaly.registry import BEST_NAB, DETECTORS, UNIVARIATE
+    from anomaly.registry import BEST_NAB, DETECTORS
 
     names = [BEST_NAB] + sorted(n for n in DETECTORS if n != BEST_NAB)
-    names += [f"{n}+lh" for n in UNIVARIATE if n != BEST_NAB]
+    names += [f"{n}+lh" for n in sorted(DETECTORS) if n != BEST_NAB]
     return names
 
 

@@ -5,7 +5,7 @@ credits only the first detection in a window while charging every other one. Num
 likelihood turns any raw score stream into a tail probability of the recent average raw score
 against the raw scores' own long-run Gaussian, which is comparable across series; a refractory
 period silences the detector for a while after an alarm. ``WithLikelihood`` wraps any registered
-univariate detector in both, which is how ``warden eval nab`` scores the ``NAME+lh`` variants.
+detector fed one float per point in both, which is how ``warden eval nab`` scores the ``NAME+lh`` variants.
 
 ``AnomalyLikelihood.update(raw) -> score`` (O(1)): ``m`` = mean of the last ``short`` raw scores;
 ``mu, sd`` = mean and std of the previous ``long`` values of ``m``;
@@ -131,7 +131,10 @@ class Refractory:
 
 
 class WithLikelihood(StreamingDetector):
-    """Any univariate detector's scores through ``AnomalyLikelihood`` and ``Refractory``."""
+    """A detector's scores through ``AnomalyLikelihood`` and ``Refractory``, one float per point.
+
+    The multivariate detector qualifies too: it turns a float into its own feature vector.
+    """
 
     def __init__(
         self,
@@ -144,8 +147,8 @@ class WithLikelihood(StreamingDetector):
         refractory: int = 200,
     ) -> None:
         super().__init__()
-        if not isinstance(inner, StreamingDetector) or inner.multivariate:
-            raise ValueError("inner must be a univariate StreamingDetector")
+        if not isinstance(inner, StreamingDetector):
+            raise ValueError("inner must be a StreamingDetector")
         self.inner = inner
         self.name = f"{inner.name}+lh"
         self.short, self.long, self.warmup = short, long, warmup

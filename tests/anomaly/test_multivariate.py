@@ -70,8 +70,12 @@ def test_flagged_points_stay_out_of_training_and_refits_follow_schedule() -> Non
     det.update(1000.0, x[0] * 10)  # far outside: flagged, not learned
     assert det.buffer_[-1] != (x[0] * 10).tolist()
     before = det.since_fit_
+    assert before + 1 < det.refit_every
     det.update(1001.0, x[1])
-    assert det.since_fit_ == before + 1 or det.since_fit_ == 0
+    assert det.since_fit_ == before + 1  # learned, no refit yet
+    for k in range(det.refit_every):
+        det.update(1002.0 + k, x[2 + k])
+    assert det.since_fit_ < det.refit_every  # the schedule refitted on the way
 
 
 def test_wrong_vector_length_is_an_error() -> None:
