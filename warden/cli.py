@@ -16,6 +16,7 @@ from collections.abc import Sequence
 __all__ = ["build_parser", "main"]
 
 COMMAND_MODULES: tuple[str, ...] = (
+    "anomaly.cli",
     "collectors.cli",
     "collectors.trace_cli",
     "warden.alerting.cli",
