@@ -4,7 +4,8 @@ Why bytes in, bytes out: tritonclient sends JSON or binary-tensor bodies (with t
 ``Inference-Header-Content-Length`` header); parsing either would cost time and could only lose
 information. The body is read once (bounded by ``max_body_bytes``), sent as is, and the response
 body and its headers (``Content-Type``, ``Content-Encoding``, ``Inference-Header-Content-Length``)
-come back verbatim; the client session never decompresses.
+come back verbatim. Neither side decompresses: a gzip request body (tritonclient's
+``request_compression_algorithm``) and a gzip response pass through as the bytes they are.
 
 Retries: only when no response was received (connection refused, reset or closed before the
 status line, connect timeout), each time on a replica not tried yet, at most ``max_retries``
@@ -31,7 +32,7 @@ __all__ = ["HOP_BY_HOP", "Proxy", "json_error"]
 #: Headers that belong to one connection, or that the sending side recomputes.
 HOP_BY_HOP = frozenset({
     "connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer",
-    "transfer-encoding", "upgrade", "host", "content-length",
+    "transfer-encoding", "upgrade", "host", "content-length", "expect",
 })
 _RESPONSE_DROP = HOP_BY_HOP | {"date", "server"}
 

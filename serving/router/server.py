@@ -101,7 +101,9 @@ class Router:
                                     unhealthy_threshold=c.unhealthy_threshold)
         if c.health_interval_s > 0:
             self._health_task = asyncio.get_running_loop().create_task(self.health.run())
-        self._runner = web.AppRunner(self.make_app(), access_log=None, handle_signals=False)
+        # auto_decompress=False: a gzip body is forwarded compressed, with its Content-Encoding
+        self._runner = web.AppRunner(self.make_app(), access_log=None, handle_signals=False,
+                                     auto_decompress=False)
         await self._runner.setup()
         site = web.TCPSite(self._runner, host, port, reuse_address=True)
         await site.start()

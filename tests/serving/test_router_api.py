@@ -195,6 +195,20 @@ def test_binary_body_and_headers_forwarded_verbatim(ups: list[EchoUpstream]) -> 
     assert seen["Content-Type"] == "application/octet-stream" and seen["X-Custom"] == "kept"
 
 
+def test_gzip_request_body_forwarded_compressed(ups: list[EchoUpstream]) -> None:
+    import gzip
+
+    raw = json.dumps(INFER_BODY).encode()
+    packed = gzip.compress(raw)
+    with start_router(ups[:1]) as h:
+        resp = httpx.post(h.url + "/v2/models/mlp/infer", content=packed,
+                          headers={"Content-Encoding": "gzip",
+                                   "Content-Type": "application/json"})
+    assert resp.status_code == 200, resp.text  # the upstream (aiohttp) inflated it itself
+    assert ups[0].seen_bodies[-1] == raw
+    assert ups[0].seen_headers[-1]["Content-Encoding"] == "gzip"
+
+
 def test_tritonclient_through_the_router(ups: list[EchoUpstream]) -> None:
     import tritonclient.http as httpclient
 
