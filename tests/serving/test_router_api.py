@@ -291,3 +291,19 @@ def test_metrics_per_replica_series(ups: list[EchoUpstream]) -> None:
     assert registry.get_sample_value("warden_router_rejections_total",
                                      {"reason": "not_found"}) == 1
     assert 'le="0.001"' in text and 'le="5.0"' in text
+
+
+@pytest.mark.slow
+def test_router_process_serves_and_stops(ups: list[EchoUpstream]) -> None:
+    from serving.router import RouterConfig, RouterProcess
+
+    cfg = RouterConfig(replicas=[{"name": u.name, "url": u.url} for u in ups],
+                       policy="round_robin", health_interval_s=0)
+    with RouterProcess(cfg) as proc:
+        results = fire(proc.url, 4)
+        assert [w for _, _, w in results] == ["r0", "r1", "r0", "r1"]
+        assert httpx.put(proc.url + "/admin/weights", json={"r1": 0}).status_code == 200
+        assert {w for _, _, w in fire(proc.url, 3)} == {"r0"}
+    assert not proc._proc.is_alive()
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(proc.url + "/v2/health/live")
