@@ -48,7 +48,7 @@ class RouterProcess:
     """A router in a child process. ``url``, ``pid``, ``stop()``; a context manager."""
 
     def __init__(self, config: RouterConfig, *, host: str = "127.0.0.1", port: int = 0,
-                 otlp_endpoint: str | None = None, use_uvloop: bool | None = None,
+                 otlp_endpoint: str | None = None, use_uvloop: bool | None = False,
                  start_timeout_s: float = 30.0) -> None:
         ctx = mp.get_context("spawn")
         self._conn, child = ctx.Pipe()

@@ -11,7 +11,7 @@ tested without sleeping.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterator
 
 from serving.router.config import EjectionConfig
 
@@ -78,6 +78,11 @@ class ReplicaState:
             self.rtt_updated_at = now
         return self.rtt_estimate
 
+    def ewma_peek(self, now: float, decay_s: float) -> float:
+        """The decayed estimate without storing it: safe to call from a scraping thread."""
+        elapsed = now - self.rtt_updated_at
+        return self.rtt_estimate * math.exp(-elapsed / decay_s) if elapsed > 0 else self.rtt_estimate
+
     def observe_rtt(self, rtt_s: float, now: float, decay_s: float) -> None:
         """Peak EWMA update: a higher observation replaces the estimate at once, a lower one blends."""
         if rtt_s > self.rtt_estimate:
@@ -124,7 +129,7 @@ class ReplicaPool:
         """Remove a replica; in-flight requests to it finish on their own."""
         return self.replicas.pop(name)
 
-    def __iter__(self) -> Iterable[ReplicaState]:  # type: ignore[override]
+    def __iter__(self) -> Iterator[ReplicaState]:
         return iter(list(self.replicas.values()))
 
     def __len__(self) -> int:

@@ -57,7 +57,7 @@ class Router:
         self.policy: Policy = make_policy(config.policy, self._rng, clock, config.ewma_decay_s)
         self.splitter = VariantSplitter(config.lite_models, config.variant_split, self._rng)
         self.metrics = RouterMetrics(registry, lambda: self.pool,
-                                     lambda r: r.ewma(self.clock(), config.ewma_decay_s))
+                                     lambda r: r.ewma_peek(self.clock(), config.ewma_decay_s))
         self.tracer = RouterTracer(tracer_provider) if tracer_provider is not None else None
         self.client_timeout = aiohttp.ClientTimeout(total=config.timeout_s,
                                                     sock_connect=config.connect_timeout_s)
@@ -145,7 +145,7 @@ class Router:
                 {"name": r.name, "url": r.url, "weight": r.weight, "healthy": r.healthy,
                  "ejected": r.ejected, "ejected_until": r.ejected_until if r.ejected else None,
                  "ejections": r.ejections, "outstanding": r.outstanding,
-                 "ewma": r.ewma(now, decay), "requests": r.requests, "errors": r.errors,
+                 "ewma": r.ewma_peek(now, decay), "requests": r.requests, "errors": r.errors,
                  "available": r.available}
                 for r in self.pool
             ],

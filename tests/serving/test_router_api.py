@@ -107,14 +107,17 @@ def test_added_replica_that_is_down_gets_no_traffic(ups: list[EchoUpstream]) -> 
 def test_outstanding_is_exposed_while_requests_are_in_flight(ups: list[EchoUpstream]) -> None:
     import threading
 
-    ups[0].delay_s = 0.5
+    ups[0].hold()
     with start_router(ups[:1]) as h:
         t = threading.Thread(target=fire, args=(h.url, 3), kwargs={"concurrency": 3})
         t.start()
-        assert wait_for(lambda: replica_state(h, "r0")["outstanding"] == 3, 2)
-        metrics = httpx.get(h.url + "/metrics").text
-        assert 'warden_router_upstream_outstanding{replica="r0"} 3.0' in metrics
-        t.join()
+        try:
+            assert wait_for(lambda: replica_state(h, "r0")["outstanding"] == 3, 5)
+            metrics = httpx.get(h.url + "/metrics").text
+            assert 'warden_router_upstream_outstanding{replica="r0"} 3.0' in metrics
+        finally:
+            ups[0].release()
+            t.join()
         assert replica_state(h, "r0")["outstanding"] == 0
 
 
