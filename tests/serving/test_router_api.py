@@ -310,3 +310,42 @@ def test_router_process_serves_and_stops(ups: list[EchoUpstream]) -> None:
     assert not proc._proc.is_alive()
     with pytest.raises(httpx.ConnectError):
         httpx.get(proc.url + "/v2/health/live")
+
+
+def test_cli_config_from_flags_and_yaml(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import argparse
+
+    from serving.router.cli import build_config, register
+
+    parser = argparse.ArgumentParser()
+    register(parser.add_subparsers())
+    cfg_file = tmp_path / "warden.yaml"
+    cfg_file.write_text("router:\n  policy: least_outstanding\n  timeout_s: 3\n"
+                        "  replicas: [{name: a, url: 'http://127.0.0.1:1'}]\n")
+    args = parser.parse_args(["router", "--config", str(cfg_file), "--replica",
+                              "r0=http://127.0.0.1:8000@2", "--lite-models", "mlp,synth"])
+    cfg = build_config(args)
+    assert cfg.policy == "least_outstanding" and cfg.timeout_s == 3
+    assert [(r.name, r.url, r.weight) for r in cfg.replicas] == [("r0", "http://127.0.0.1:8000", 2.0)]
+    assert cfg.lite_models == {"mlp", "synth"}
+    assert args.func(parser.parse_args(["router", "--replica", "nourl"])) == 2
+
+
+@pytest.mark.slow
+def test_cli_serves_until_sigterm(ups: list[EchoUpstream]) -> None:
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-m", "serving.router.cli", "--port", "0",
+                             "--replica", f"r0={ups[0].url}"], stdout=subprocess.PIPE, text=True)
+    try:
+        line = proc.stdout.readline()  # type: ignore[union-attr]
+        assert line.startswith("warden router listening on http://127.0.0.1:"), line
+        url = line.split()[-1]
+        assert fire(url, 2)[0][2] == "r0"
+        proc.terminate()
+        assert proc.wait(10) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(5)
