@@ -11,7 +11,7 @@ child needs an OTLP endpoint (a ``TracerProvider`` cannot cross a process bounda
 from __future__ import annotations
 
 import multiprocessing as mp
-from typing import Any
+from typing import Any, Self
 
 from serving.router.config import RouterConfig
 
@@ -84,7 +84,7 @@ class RouterProcess:
                 self._proc.join(5)
         self._conn.close()
 
-    def __enter__(self) -> RouterProcess:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -14,7 +14,6 @@ times. A response, even a 5xx, is final: the replica may have done the work.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from typing import TYPE_CHECKING
 
@@ -45,7 +44,7 @@ def json_error(status: int, message: str) -> web.Response:
 class _Outcome:
     """What one forwarded request ended as, for metrics and the span."""
 
-    __slots__ = ("status", "replica", "retries", "error")
+    __slots__ = ("error", "replica", "retries", "status")
 
     def __init__(self) -> None:
         self.status = 0
@@ -149,7 +148,7 @@ class Proxy:
                 except aiohttp.ConnectionTimeoutError as exc:
                     retryable, kind, last_error = True, "connect", f"connect timeout: {exc}"
                     raise
-                except (aiohttp.ServerTimeoutError, asyncio.TimeoutError) as exc:
+                except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
                     kind, last_error = "timeout", f"upstream timeout after {r.config.timeout_s}s"
                     raise _Fail(504) from exc
                 except aiohttp.ClientConnectionError as exc:
@@ -160,7 +159,7 @@ class Proxy:
                     raise _Fail(502) from exc
                 try:
                     payload = await resp.read()
-                except (aiohttp.ServerTimeoutError, asyncio.TimeoutError) as exc:
+                except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
                     kind, last_error = "timeout", f"upstream timeout after {r.config.timeout_s}s"
                     raise _Fail(504) from exc
                 except aiohttp.ClientError as exc:
@@ -168,7 +167,7 @@ class Proxy:
                     raise _Fail(502) from exc
                 finally:
                     resp.release()
-            except (_Fail, aiohttp.ClientError, asyncio.TimeoutError) as exc:
+            except (TimeoutError, _Fail, aiohttp.ClientError) as exc:
                 replica.outstanding -= 1
                 r.metrics.count_error(replica.name, kind)
                 if r.pool.record_failure(replica):

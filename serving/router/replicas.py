@@ -24,22 +24,22 @@ class ReplicaState:
     """Mutable state of one upstream replica."""
 
     __slots__ = (
-        "name",
-        "url",
-        "weight",
-        "healthy",
+        "check_failures",
+        "check_successes",
+        "consecutive_failures",
         "ejected",
         "ejected_until",
         "ejections",
+        "errors",
+        "healthy",
         "last_ejection_end",
-        "consecutive_failures",
-        "check_failures",
-        "check_successes",
+        "name",
         "outstanding",
+        "requests",
         "rtt_estimate",
         "rtt_updated_at",
-        "requests",
-        "errors",
+        "url",
+        "weight",
     )
 
     def __init__(self, name: str, url: str, weight: float, *, healthy: bool, now: float,

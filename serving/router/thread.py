@@ -12,7 +12,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future
-from typing import Any, TypeVar
+from typing import Any, Self, TypeVar
 
 from prometheus_client import CollectorRegistry
 
@@ -94,7 +94,7 @@ class RouterThread:
             self.loop.call_soon_threadsafe(self.loop.stop)
             self._thread.join(timeout_s)
 
-    def __enter__(self) -> RouterThread:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
