@@ -153,8 +153,16 @@ class ReplicaPool:
         replica.consecutive_failures += 1
         if replica.ejected or replica.consecutive_failures < self.ejection.consecutive_failures:
             return False
+        if not self._may_eject_one_more():
+            return False
         self.eject(replica)
         return True
+
+    def _may_eject_one_more(self) -> bool:
+        """Envoy's ``max_ejection_percent``, with at least one ejection always allowed."""
+        ejected = sum(1 for r in self.replicas.values() if r.ejected)
+        allowed = max(1, int(len(self.replicas) * self.ejection.max_ejection_percent / 100.0))
+        return ejected < allowed
 
     def eject(self, replica: ReplicaState) -> None:
         """Take a replica out for a time that grows with each ejection (Envoy's multiplier)."""

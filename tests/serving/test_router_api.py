@@ -269,6 +269,18 @@ def test_traceparent_continued_and_started(ups: list[EchoUpstream]) -> None:
         assert span.attributes["http.status_code"] == 500
 
 
+def test_malformed_traceparent_starts_a_new_trace(ups: list[EchoUpstream]) -> None:
+    exporter = InMemorySpanExporter()
+    with start_router(ups[:1], tracer_provider=make_tracer_provider(exporter, batch=False)) as h:
+        resp = httpx.post(h.url + "/v2/models/mlp/infer", json=INFER_BODY,
+                          headers={"traceparent": "00-zz-not-a-trace"})
+    assert resp.status_code == 200
+    (span,) = exporter.get_finished_spans()
+    assert span.parent is None
+    sent_trace, _ = _traceparent_parts(ups[0].seen_headers[-1]["traceparent"])
+    assert sent_trace == format(span.context.trace_id, "032x")
+
+
 def test_tracing_off_passes_traceparent_untouched(ups: list[EchoUpstream]) -> None:
     with start_router(ups[:1]) as h:
         incoming = f"00-{TRACE_ID}-{PARENT_ID}-01"

@@ -46,17 +46,24 @@ def test_peak_ewma_beats_round_robin_on_p99_with_a_5x_slow_replica(
     ups[2].delay_s = 0.050  # 5x slower; large enough that scheduling jitter on a busy box is small
     p99 = {}
     slow_share = {}
+    ewma = {}
     n = 100
     for policy in ("round_robin", "peak_ewma"):
-        with start_router(ups, policy=policy) as h:
-            fire(h.url, 10)  # warm up: connections and first latency observations
+        # Active checks open the pooled connections first, as in production, so no replica's
+        # first estimate carries a TCP handshake; a 2 s decay lets a scheduling stall on this
+        # shared test box fade within the run (the default 10 s suits production).
+        with start_router(ups, policy=policy, health_interval_s=1.0, ewma_decay_s=2.0) as h:
+            assert wait_for(lambda: h.call(lambda r: r.health.rounds) >= 1)
+            fire(h.url, 10)  # warm up: first latency observations
             before = ups[2].total()
             results = fire(h.url, n)
+            ewma[policy] = {r["name"]: round(r["ewma"] * 1e3, 1)
+                            for r in httpx.get(f"{h.url}/admin/state").json()["replicas"]}
         assert all(s == 200 for s, _, _ in results)
         p99[policy] = float(np.percentile([dt for _, dt, _ in results], 99))
         slow_share[policy] = (ups[2].total() - before) / n
     assert slow_share["round_robin"] > 0.3
-    assert slow_share["peak_ewma"] < 0.08, slow_share
+    assert slow_share["peak_ewma"] < 0.08, (slow_share, ewma)
     assert p99["peak_ewma"] < 0.8 * p99["round_robin"], p99
 
 
@@ -73,14 +80,19 @@ def test_weights_change_shares(ups: list[EchoUpstream], policy: str, tol: float)
 
 
 def test_weights_scale_peak_ewma_cost(ups: list[EchoUpstream]) -> None:
-    """Under peak_ewma a weight divides the cost: more weight, more traffic; 0, none."""
+    """Under peak_ewma a weight divides the cost: more weight, more traffic; 0, none.
+
+    Latency still rules (a weight is no share), so the replicas get one equal delay, long enough
+    that scheduling jitter on a busy test box cannot outweigh a 10x weight.
+    """
     for u in ups:
-        u.delay_s = 0.005  # equal speeds; a short decay so one scheduling hiccup soon fades
-    with start_router(ups, policy="peak_ewma", ewma_decay_s=0.5) as h:
-        httpx.put(f"{h.url}/admin/weights", json={"r0": 4, "r1": 1, "r2": 0})
-        results = fire(h.url, 100)
+        u.delay_s = 0.02
+    with start_router(ups, policy="peak_ewma") as h:
+        resp = httpx.put(f"{h.url}/admin/weights", json={"r0": 10, "r1": 1, "r2": 0})
+        assert resp.status_code == 200
+        results = fire(h.url, 60)
     counts = collections.Counter(w for _, _, w in results)
-    assert counts["r2"] == 0 and counts["r0"] > 1.5 * counts["r1"], counts
+    assert counts["r2"] == 0 and counts["r0"] >= 48, counts
 
 
 def test_variant_split_fraction_measured_upstream(ups: list[EchoUpstream]) -> None:
