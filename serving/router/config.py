@@ -137,6 +137,10 @@ class RouterConfig(BaseModel):
     #: Extra attempts on other replicas after a connection failure (never after a response).
     max_retries: int = Field(default=2, ge=0)
     max_body_bytes: int = Field(default=64 * 1024 * 1024, ge=1)
+    #: JSON infer bodies (or the JSON header of a binary-tensor body) up to this size are parsed
+    #: and a malformed one answered 400 by the router: Triton answers malformed JSON with a 500,
+    #: which would count towards ejecting a healthy replica. Larger ones pass unchecked; 0: never.
+    validate_json_max_bytes: int = Field(default=64 * 1024, ge=0)
     #: Models that have a ``<model>_lite`` variant, and the fraction of each sent to it.
     lite_models: set[str] = Field(default_factory=set)
     variant_split: dict[str, float] = Field(default_factory=dict)

@@ -172,14 +172,36 @@ def test_paths_malformed_json_and_passthrough(ups: list[EchoUpstream]) -> None:
                              ("GET", "/v2/models/mlp/infer"), ("POST", "/v2/health/ready")]:
             resp = c.request(method, h.url + path)
             assert resp.status_code == 404 and "error" in resp.json(), (method, path)
-        # malformed JSON is forwarded; the replica answers 400 as Triton does
-        resp = c.post(h.url + "/v2/models/mlp/infer", content=b"{broken",
-                      headers={"Content-Type": "application/json"})
-        assert resp.status_code == 400 and "parse" in resp.json()["error"]
         assert c.get(h.url + "/v2/health/live").status_code == 200
         assert c.get(h.url + "/v2/models/mlp/ready").status_code == 200
         assert c.get(h.url + "/v2/models/mlp").json()["name"] == "mlp"
         assert fire(h.url, 2)[0][0] == 200
+
+
+@pytest.mark.parametrize("body,headers", [
+    (b"{broken", {}),
+    (b"[1, 2]", {}),
+    (b"\xff\xfe", {}),
+    (b'{"inputs": []}' + b"\x00" * 8, {"Inference-Header-Content-Length": "99"}),
+    (b'{"inputs": []}' + b"\x00" * 8, {"Inference-Header-Content-Length": "x"}),
+    (b'{"inputs": ]' + b"\x00" * 8, {"Inference-Header-Content-Length": "12"}),
+])
+def test_malformed_json_rejected_400_by_the_router(ups: list[EchoUpstream], body: bytes,
+                                                   headers: dict[str, str]) -> None:
+    """Triton answers malformed JSON with 500, which would eject a healthy replica: stop it here."""
+    ejection = {"consecutive_failures": 1, "max_ejection_percent": 100}
+    with start_router(ups[:1], ejection=ejection) as h:
+        for _ in range(3):
+            resp = httpx.post(h.url + "/v2/models/mlp/infer", content=body, headers=headers)
+            assert resp.status_code == 400 and resp.json()["error"]
+        assert ups[0].total() == 0 and not replica_state(h, "r0")["ejected"]
+        assert fire(h.url, 2)[0][0] == 200
+
+
+def test_json_too_big_to_check_is_forwarded(ups: list[EchoUpstream]) -> None:
+    with start_router(ups[:1], validate_json_max_bytes=16) as h, httpx.Client() as c:
+        resp = c.post(h.url + "/v2/models/mlp/infer", content=b'{"inputs": [1, 2, 3], broken')
+        assert resp.status_code == 400 and "parse" in resp.json()["error"]  # the replica's answer
 
 
 def test_binary_body_and_headers_forwarded_verbatim(ups: list[EchoUpstream]) -> None:
