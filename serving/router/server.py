@@ -102,8 +102,9 @@ class Router:
         if c.health_interval_s > 0:
             self._health_task = asyncio.get_running_loop().create_task(self.health.run())
         # auto_decompress=False: a gzip body is forwarded compressed, with its Content-Encoding
+        # shutdown_timeout: stop() waits this long for in-flight requests, not aiohttp's 60 s
         self._runner = web.AppRunner(self.make_app(), access_log=None, handle_signals=False,
-                                     auto_decompress=False)
+                                     auto_decompress=False, shutdown_timeout=2.0)
         await self._runner.setup()
         site = web.TCPSite(self._runner, host, port, reuse_address=True)
         await site.start()
