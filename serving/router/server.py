@@ -91,7 +91,9 @@ class Router:
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> int:
         """Open the client pool, start health checks, listen. Returns the bound port."""
         connector = aiohttp.TCPConnector(limit=0, keepalive_timeout=30.0, ttl_dns_cache=300)
+        # no cookie jar (a proxy must not keep cookies), no decompression, no added headers
         self.session = aiohttp.ClientSession(connector=connector, auto_decompress=False,
+                                             cookie_jar=aiohttp.DummyCookieJar(),
                                              skip_auto_headers=("User-Agent", "Accept-Encoding",
                                                                 "Accept"))
         c = self.config
