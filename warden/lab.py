@@ -12,17 +12,16 @@ import json
 import logging
 import os
 import signal
-import subprocess
-import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from serving.fleet import Fleet, Replica, free_port
+from serving.fleet import Fleet, Replica
 from serving.loadgen import LoadGenerator
 from serving.router import RouterConfig
+from serving.router.process import RouterProcess
 from serving.router_client import RouterAdmin
 from warden.config import WardenConfig
 from warden.detection import AlertSink
@@ -32,7 +31,6 @@ from warden.lab_telemetry import Telemetry
 __all__ = ["Lab", "LabInfo", "read_lab_info"]
 
 logger = logging.getLogger("warden.lab")
-ROUTER_START_TIMEOUT_S = 20.0
 
 
 @dataclass
@@ -85,7 +83,7 @@ class Lab:
                                     alert_sinks=alert_sinks, alerting=config.alerting)
                           if with_telemetry else None)
         self.fleet = Fleet(config.fleet.model_copy(), self.home, on_change=self._fleet_changed)
-        self.router_process: subprocess.Popen[bytes] | None = None
+        self.router: RouterProcess | None = None
         self.router_url = ""
         self.admin: RouterAdmin | None = None
         self.loadgen: LoadGenerator | None = None
@@ -162,32 +160,13 @@ class Lab:
     # -- router --------------------------------------------------------------------------------
 
     def _start_router(self) -> None:
-        port = self.router_port or free_port()
-        lite = set(self.config.fleet.models)
-        router_cfg = RouterConfig(policy=self.config.lab.router_policy, lite_models=lite)
-        spec_path = self.home / "router.json"
-        port_file = self.home / "router.port"
-        port_file.unlink(missing_ok=True)
-        spec_path.write_text(json.dumps({"router": router_cfg.model_dump(mode="json"),
-                                         "port": port, "otlp_url": self.otlp_url}))
-        log = open(self.home / "router.log", "ab")
-        self.router_process = subprocess.Popen(
-            [sys.executable, "-m", "serving.router_process", str(spec_path), str(port_file)],
-            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-            env={**os.environ, "PYTHONPATH": os.pathsep.join(
-                p for p in (str(Path(__file__).resolve().parent.parent),
-                            os.environ.get("PYTHONPATH", "")) if p)},
-        )
-        log.close()
-        deadline = time.monotonic() + ROUTER_START_TIMEOUT_S
-        while not port_file.exists():
-            if self.router_process.poll() is not None or time.monotonic() > deadline:
-                tail = (self.home / "router.log").read_text(errors="replace")[-2000:]
-                raise RuntimeError(f"router did not start:\n{tail}")
-            time.sleep(0.1)
-        self.router_url = f"http://127.0.0.1:{int(port_file.read_text())}"
+        router_cfg = RouterConfig(policy=self.config.lab.router_policy,
+                                  lite_models=set(self.config.fleet.models))
+        self.router = RouterProcess(router_cfg, port=self.router_port or 0,
+                                    otlp_endpoint=self.otlp_url)
+        self.router_url = self.router.url
         self.admin = RouterAdmin(self.router_url)
-        logger.info("router listening on %s", self.router_url)
+        logger.info("router listening on %s (pid %s)", self.router_url, self.router.pid)
 
     def _fleet_changed(self, replicas: list[Replica]) -> None:
         self._sync_router(replicas)
@@ -199,18 +178,12 @@ class Lab:
             self.admin.sync_replicas({r.name: r.url for r in replicas})
 
     def _stop_router(self) -> None:
-        proc = self.router_process
-        if proc is None or proc.poll() is not None:
-            return
-        proc.terminate()
-        try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=5)
         if self.admin is not None:
             self.admin.close()
             self.admin = None
+        if self.router is not None:
+            self.router.stop()
+            self.router = None
 
     # -- traffic -------------------------------------------------------------------------------
 

@@ -6,7 +6,7 @@ trace context with a ``warden.router`` span, its own ``/metrics`` and a JSON adm
 
 Modules: ``config`` (RouterConfig), ``replicas`` (state, ejection), ``policies``, ``variants``,
 ``proxy`` (hot path), ``health``, ``admin``, ``metrics``, ``tracing``, ``server`` (Router),
-``thread`` (RouterThread), ``upstream`` (a tiny KServe v2 server for tests and benchmarks).
+``thread`` (RouterThread), ``process`` (RouterProcess), ``upstream`` (a tiny KServe v2 server for tests and benchmarks).
 
 Start one inside a synchronous program::
 
@@ -31,6 +31,7 @@ __all__ = [
     "ReplicaSpec",
     "Router",
     "RouterConfig",
+    "RouterProcess",
     "RouterThread",
     "make_tracer_provider",
     "run_router_in_thread",
@@ -41,6 +42,7 @@ _WHERE = {
     "ReplicaSpec": "serving.router.config",
     "Router": "serving.router.server",
     "RouterConfig": "serving.router.config",
+    "RouterProcess": "serving.router.process",
     "RouterThread": "serving.router.thread",
     "make_tracer_provider": "serving.router.tracing",
     "run_router_in_thread": "serving.router.thread",

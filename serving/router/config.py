@@ -98,6 +98,9 @@ class EjectionConfig(BaseModel):
     A replica is ejected after ``consecutive_failures`` connection failures, timeouts or 5xx in a
     row; it stays out for ``base_ejection_s * n`` (n = how many times it has been ejected, capped by
     ``max_ejection_s``) and comes back only once that time passed and an active check passed.
+    At most ``max_ejection_percent`` of the replicas are ejected at once (but always one may be),
+    so a fault that fails every replica (a bad model push) does not turn into "no replica at all";
+    active health checks can still take every replica out.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -105,6 +108,7 @@ class EjectionConfig(BaseModel):
     consecutive_failures: int = Field(default=5, ge=1)
     base_ejection_s: float = Field(default=30.0, gt=0)
     max_ejection_s: float = Field(default=300.0, gt=0)
+    max_ejection_percent: float = Field(default=50.0, ge=0, le=100)
 
     @model_validator(mode="after")
     def _order(self) -> EjectionConfig:
@@ -133,6 +137,10 @@ class RouterConfig(BaseModel):
     #: Extra attempts on other replicas after a connection failure (never after a response).
     max_retries: int = Field(default=2, ge=0)
     max_body_bytes: int = Field(default=64 * 1024 * 1024, ge=1)
+    #: JSON infer bodies (or the JSON header of a binary-tensor body) up to this size are parsed
+    #: and a malformed one answered 400 by the router: Triton answers malformed JSON with a 500,
+    #: which would count towards ejecting a healthy replica. Larger ones pass unchecked; 0: never.
+    validate_json_max_bytes: int = Field(default=64 * 1024, ge=0)
     #: Models that have a ``<model>_lite`` variant, and the fraction of each sent to it.
     lite_models: set[str] = Field(default_factory=set)
     variant_split: dict[str, float] = Field(default_factory=dict)

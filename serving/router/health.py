@@ -40,7 +40,7 @@ class HealthChecker:
             async with self.session.get(replica.url + HEALTH_PATH, timeout=self.timeout) as resp:
                 await resp.read()
                 return resp.status == 200
-        except (aiohttp.ClientError, asyncio.TimeoutError, OSError):
+        except (TimeoutError, aiohttp.ClientError, OSError):
             return False
 
     async def check(self, replica: ReplicaState) -> bool:

@@ -6,19 +6,16 @@ nothing, and a removed replica's series disappear with it.
 
 Series (all prefixed ``warden_router_``):
 
-==========================================  =========  ===================================
-name                                        type       labels
-==========================================  =========  ===================================
-upstream_outstanding                        gauge      replica
-replica_weight, replica_healthy,            gauge      replica
-replica_ejected, replica_ewma_seconds
-upstream_request_duration_seconds           histogram  replica
-upstream_errors_total                       counter    replica, kind (connect|timeout|http_5xx|protocol)
-ejections_total                             counter    replica
-requests_total                              counter    model, variant
-retries_total                               counter    (none)
-rejections_total                            counter    reason (not_found|too_large|no_replica|...)
-==========================================  =========  ===================================
+* ``upstream_outstanding{replica}`` gauge: requests sent and not yet answered
+* ``replica_weight``, ``replica_healthy``, ``replica_ejected``, ``replica_ewma_seconds``
+  ``{replica}`` gauges
+* ``upstream_request_duration_seconds{replica}`` histogram, 1 ms .. 5 s
+* ``upstream_errors_total{replica, kind}`` counter, kind = connect | timeout | http_5xx | protocol
+* ``ejections_total{replica}`` counter
+* ``requests_total{model, variant}`` counter (requested model; variant full | lite)
+* ``retries_total`` counter
+* ``rejections_total{reason}`` counter, reason = not_found | too_large | no_replica |
+  bad_request | admin_bad_request
 """
 
 from __future__ import annotations

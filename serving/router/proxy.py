@@ -4,7 +4,13 @@ Why bytes in, bytes out: tritonclient sends JSON or binary-tensor bodies (with t
 ``Inference-Header-Content-Length`` header); parsing either would cost time and could only lose
 information. The body is read once (bounded by ``max_body_bytes``), sent as is, and the response
 body and its headers (``Content-Type``, ``Content-Encoding``, ``Inference-Header-Content-Length``)
-come back verbatim; the client session never decompresses.
+come back verbatim. Neither side decompresses: a gzip request body (tritonclient's
+``request_compression_algorithm``) and a gzip response pass through as the bytes they are.
+
+Malformed JSON: a JSON body (or a binary body's JSON header) of at most
+``validate_json_max_bytes`` is parsed once and, if malformed, answered 400 here, because Triton
+answers it with a 500 that would count towards ejecting a healthy replica. That parse is the only
+look inside a body, it costs microseconds at those sizes, and its result is thrown away.
 
 Retries: only when no response was received (connection refused, reset or closed before the
 status line, connect timeout), each time on a replica not tried yet, at most ``max_retries``
@@ -13,7 +19,7 @@ times. A response, even a 5xx, is final: the replica may have done the work.
 
 from __future__ import annotations
 
-import asyncio
+import json
 import time
 from typing import TYPE_CHECKING
 
@@ -31,7 +37,7 @@ __all__ = ["HOP_BY_HOP", "Proxy", "json_error"]
 #: Headers that belong to one connection, or that the sending side recomputes.
 HOP_BY_HOP = frozenset({
     "connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer",
-    "transfer-encoding", "upgrade", "host", "content-length",
+    "transfer-encoding", "upgrade", "host", "content-length", "expect",
 })
 _RESPONSE_DROP = HOP_BY_HOP | {"date", "server"}
 
@@ -41,10 +47,33 @@ def json_error(status: int, message: str) -> web.Response:
     return web.json_response({"error": message}, status=status)
 
 
+def _json_problem(body: bytes, header_length: str | None, limit: int) -> str | None:
+    """What is wrong with the JSON part of an infer body, or None (also when too big to check)."""
+    if header_length is None:
+        head = body
+    else:
+        try:
+            n = int(header_length)
+        except ValueError:
+            return f"Inference-Header-Content-Length is not an integer: {header_length!r}"
+        if not 0 <= n <= len(body):
+            return f"Inference-Header-Content-Length {n} is outside the body of {len(body)} bytes"
+        head = body[:n]
+    if len(head) > limit:
+        return None
+    try:
+        parsed = json.loads(head)
+    except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        return f"malformed JSON in the inference request: {exc}"
+    if not isinstance(parsed, dict):
+        return "the inference request must be a JSON object"
+    return None
+
+
 class _Outcome:
     """What one forwarded request ended as, for metrics and the span."""
 
-    __slots__ = ("status", "replica", "retries", "error")
+    __slots__ = ("error", "replica", "retries", "status")
 
     def __init__(self) -> None:
         self.status = 0
@@ -75,6 +104,13 @@ class Proxy:
         except web.HTTPRequestEntityTooLarge:
             r.metrics.count_rejection("too_large")
             return json_error(413, f"request body exceeds the limit of {r.config.max_body_bytes} bytes")
+        limit = r.config.validate_json_max_bytes
+        if limit and "Content-Encoding" not in request.headers:
+            problem = _json_problem(body, request.headers.get("Inference-Header-Content-Length"),
+                                    limit)
+            if problem is not None:
+                r.metrics.count_rejection("bad_request")
+                return json_error(400, problem)
         lite = r.splitter.to_lite(model)
         target = model + LITE_SUFFIX if lite else model
         variant = "lite" if lite or model.endswith(LITE_SUFFIX) else "full"
@@ -148,7 +184,7 @@ class Proxy:
                 except aiohttp.ConnectionTimeoutError as exc:
                     retryable, kind, last_error = True, "connect", f"connect timeout: {exc}"
                     raise
-                except (aiohttp.ServerTimeoutError, asyncio.TimeoutError) as exc:
+                except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
                     kind, last_error = "timeout", f"upstream timeout after {r.config.timeout_s}s"
                     raise _Fail(504) from exc
                 except aiohttp.ClientConnectionError as exc:
@@ -159,7 +195,7 @@ class Proxy:
                     raise _Fail(502) from exc
                 try:
                     payload = await resp.read()
-                except (aiohttp.ServerTimeoutError, asyncio.TimeoutError) as exc:
+                except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
                     kind, last_error = "timeout", f"upstream timeout after {r.config.timeout_s}s"
                     raise _Fail(504) from exc
                 except aiohttp.ClientError as exc:
@@ -167,7 +203,7 @@ class Proxy:
                     raise _Fail(502) from exc
                 finally:
                     resp.release()
-            except (_Fail, aiohttp.ClientError, asyncio.TimeoutError) as exc:
+            except (TimeoutError, _Fail, aiohttp.ClientError) as exc:
                 replica.outstanding -= 1
                 r.metrics.count_error(replica.name, kind)
                 if r.pool.record_failure(replica):

@@ -11,7 +11,7 @@ tested without sleeping.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterator
 
 from serving.router.config import EjectionConfig
 
@@ -24,22 +24,22 @@ class ReplicaState:
     """Mutable state of one upstream replica."""
 
     __slots__ = (
-        "name",
-        "url",
-        "weight",
-        "healthy",
+        "check_failures",
+        "check_successes",
+        "consecutive_failures",
         "ejected",
         "ejected_until",
         "ejections",
+        "errors",
+        "healthy",
         "last_ejection_end",
-        "consecutive_failures",
-        "check_failures",
-        "check_successes",
+        "name",
         "outstanding",
+        "requests",
         "rtt_estimate",
         "rtt_updated_at",
-        "requests",
-        "errors",
+        "url",
+        "weight",
     )
 
     def __init__(self, name: str, url: str, weight: float, *, healthy: bool, now: float,
@@ -77,6 +77,11 @@ class ReplicaState:
             self.rtt_estimate *= math.exp(-elapsed / decay_s)
             self.rtt_updated_at = now
         return self.rtt_estimate
+
+    def ewma_peek(self, now: float, decay_s: float) -> float:
+        """The decayed estimate without storing it: safe to call from a scraping thread."""
+        elapsed = now - self.rtt_updated_at
+        return self.rtt_estimate * math.exp(-elapsed / decay_s) if elapsed > 0 else self.rtt_estimate
 
     def observe_rtt(self, rtt_s: float, now: float, decay_s: float) -> None:
         """Peak EWMA update: a higher observation replaces the estimate at once, a lower one blends."""
@@ -124,7 +129,7 @@ class ReplicaPool:
         """Remove a replica; in-flight requests to it finish on their own."""
         return self.replicas.pop(name)
 
-    def __iter__(self) -> Iterable[ReplicaState]:  # type: ignore[override]
+    def __iter__(self) -> Iterator[ReplicaState]:
         return iter(list(self.replicas.values()))
 
     def __len__(self) -> int:
@@ -148,8 +153,16 @@ class ReplicaPool:
         replica.consecutive_failures += 1
         if replica.ejected or replica.consecutive_failures < self.ejection.consecutive_failures:
             return False
+        if not self._may_eject_one_more():
+            return False
         self.eject(replica)
         return True
+
+    def _may_eject_one_more(self) -> bool:
+        """Envoy's ``max_ejection_percent``, with at least one ejection always allowed."""
+        ejected = sum(1 for r in self.replicas.values() if r.ejected)
+        allowed = max(1, int(len(self.replicas) * self.ejection.max_ejection_percent / 100.0))
+        return ejected < allowed
 
     def eject(self, replica: ReplicaState) -> None:
         """Take a replica out for a time that grows with each ejection (Envoy's multiplier)."""

@@ -57,7 +57,7 @@ class Router:
         self.policy: Policy = make_policy(config.policy, self._rng, clock, config.ewma_decay_s)
         self.splitter = VariantSplitter(config.lite_models, config.variant_split, self._rng)
         self.metrics = RouterMetrics(registry, lambda: self.pool,
-                                     lambda r: r.ewma(self.clock(), config.ewma_decay_s))
+                                     lambda r: r.ewma_peek(self.clock(), config.ewma_decay_s))
         self.tracer = RouterTracer(tracer_provider) if tracer_provider is not None else None
         self.client_timeout = aiohttp.ClientTimeout(total=config.timeout_s,
                                                     sock_connect=config.connect_timeout_s)
@@ -91,7 +91,9 @@ class Router:
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> int:
         """Open the client pool, start health checks, listen. Returns the bound port."""
         connector = aiohttp.TCPConnector(limit=0, keepalive_timeout=30.0, ttl_dns_cache=300)
+        # no cookie jar (a proxy must not keep cookies), no decompression, no added headers
         self.session = aiohttp.ClientSession(connector=connector, auto_decompress=False,
+                                             cookie_jar=aiohttp.DummyCookieJar(),
                                              skip_auto_headers=("User-Agent", "Accept-Encoding",
                                                                 "Accept"))
         c = self.config
@@ -101,7 +103,10 @@ class Router:
                                     unhealthy_threshold=c.unhealthy_threshold)
         if c.health_interval_s > 0:
             self._health_task = asyncio.get_running_loop().create_task(self.health.run())
-        self._runner = web.AppRunner(self.make_app(), access_log=None, handle_signals=False)
+        # auto_decompress=False: a gzip body is forwarded compressed, with its Content-Encoding
+        # shutdown_timeout: stop() waits this long for in-flight requests, not aiohttp's 60 s
+        self._runner = web.AppRunner(self.make_app(), access_log=None, handle_signals=False,
+                                     auto_decompress=False, shutdown_timeout=2.0)
         await self._runner.setup()
         site = web.TCPSite(self._runner, host, port, reuse_address=True)
         await site.start()
@@ -143,7 +148,7 @@ class Router:
                 {"name": r.name, "url": r.url, "weight": r.weight, "healthy": r.healthy,
                  "ejected": r.ejected, "ejected_until": r.ejected_until if r.ejected else None,
                  "ejections": r.ejections, "outstanding": r.outstanding,
-                 "ewma": r.ewma(now, decay), "requests": r.requests, "errors": r.errors,
+                 "ewma": r.ewma_peek(now, decay), "requests": r.requests, "errors": r.errors,
                  "available": r.available}
                 for r in self.pool
             ],

@@ -10,6 +10,7 @@ through untouched.
 from __future__ import annotations
 
 from collections.abc import Mapping, MutableMapping
+from typing import TYPE_CHECKING
 
 from opentelemetry import trace
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode, Tracer, TracerProvider
@@ -24,6 +25,9 @@ __all__ = [
 
 SPAN_NAME = "warden.router"
 SERVICE_NAME = "warden-router"
+
+if TYPE_CHECKING:
+    from opentelemetry.sdk.trace import TracerProvider as SdkTracerProvider
 
 _PROPAGATOR = TraceContextTextMapPropagator()
 
@@ -63,7 +67,7 @@ class RouterTracer:
 
 
 def make_tracer_provider(exporter: object | None = None, *, otlp_endpoint: str | None = None,
-                         batch: bool = True) -> TracerProvider:
+                         batch: bool = True) -> SdkTracerProvider:
     """Convenience: an SDK provider with ``service.name=warden-router`` and one exporter.
 
     Args:

@@ -38,6 +38,7 @@ class EchoUpstream:
         self.seen_headers: list[dict[str, str]] = []
         self.seen_bodies: list[bytes] = []
         self.record = True
+        self._gate: asyncio.Event | None = None
         self.loop = asyncio.new_event_loop()
         self._runner: web.AppRunner | None = None
         self._thread = threading.Thread(target=self.loop.run_forever, name=f"upstream-{name}",
@@ -66,6 +67,21 @@ class EchoUpstream:
             self._call(self._cancel_rest())
             self.loop.call_soon_threadsafe(self.loop.stop)
             self._thread.join(10)
+
+    def hold(self) -> None:
+        """Make infers wait (after being counted) until ``release``: requests stay in flight."""
+
+        async def make() -> None:
+            self._gate = asyncio.Event()
+
+        self._call(make())
+
+    def release(self) -> None:
+        """Let held infers answer."""
+        gate = self._gate
+        self._gate = None
+        if gate is not None:
+            self.loop.call_soon_threadsafe(gate.set)
 
     def total(self) -> int:
         return sum(self.counts.values())
@@ -125,6 +141,8 @@ class EchoUpstream:
             return web.json_response({"error": f"failed to parse the request JSON: {exc}"},
                                      status=400)
         self.counts[model] += 1
+        if self._gate is not None:
+            await self._gate.wait()
         if self.delay_s > 0:
             await asyncio.sleep(self.delay_s)
         if self.fail:

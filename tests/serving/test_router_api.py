@@ -28,7 +28,7 @@ def ups() -> Iterator[list[EchoUpstream]]:
 
 
 # -- admin API -------------------------------------------------------------------------------
-@pytest.mark.parametrize("path,body", [
+BAD_ADMIN_REQUESTS: list[tuple[str, bytes]] = [
     ("/admin/weights", b"{not json"),
     ("/admin/weights", b"[1, 2]"),
     ("/admin/weights", b"{}"),
@@ -51,16 +51,24 @@ def ups() -> Iterator[list[EchoUpstream]]:
     ("/admin/replicas", json.dumps({"name": "r9", "url": "http://127.0.0.1:1",
                                     "weight": -3}).encode()),
     ("/admin/drain", json.dumps({"replica": "nope"}).encode()),
-])
-def test_admin_rejects_bad_input_with_400(ups: list[EchoUpstream], path: str, body: bytes) -> None:
-    with start_router(ups, lite_models=["mlp"]) as h:
-        resp = httpx.post(h.url + path, content=body)
-        assert resp.status_code == 400, resp.text
-        assert isinstance(resp.json()["error"], str) and resp.json()["error"]
-        state = httpx.get(h.url + "/admin/state").json()
-        assert [r["weight"] for r in state["replicas"]] == [1.0, 1.0], "nothing half-applied"
-        assert state["variant_split"] == {"mlp": 0.0} and state["policy"] == "round_robin"
+]
+
+
+def test_admin_rejects_bad_input_with_400(ups: list[EchoUpstream]) -> None:
+    """One router takes every bad request in turn (starting one per case would be slow)."""
+    with start_router(ups, lite_models=["mlp"]) as h, httpx.Client() as c:
+        for path, body in BAD_ADMIN_REQUESTS:
+            resp = c.post(h.url + path, content=body)
+            assert resp.status_code == 400, (path, body, resp.text)
+            assert isinstance(resp.json()["error"], str) and resp.json()["error"], (path, body)
+            state = c.get(h.url + "/admin/state").json()
+            assert [r["weight"] for r in state["replicas"]] == [1.0, 1.0], "nothing half-applied"
+            assert state["variant_split"] == {"mlp": 0.0} and state["policy"] == "round_robin"
+            assert [r["name"] for r in state["replicas"]] == ["r0", "r1"]
         assert fire(h.url, 2)[0][0] == 200, "router keeps serving"
+        text = c.get(h.url + "/metrics").text
+    assert (f'warden_router_rejections_total{{reason="admin_bad_request"}} '
+            f'{float(len(BAD_ADMIN_REQUESTS))}') in text
 
 
 def test_admin_state_policy_add_remove_drain(ups: list[EchoUpstream]) -> None:
@@ -107,14 +115,17 @@ def test_added_replica_that_is_down_gets_no_traffic(ups: list[EchoUpstream]) -> 
 def test_outstanding_is_exposed_while_requests_are_in_flight(ups: list[EchoUpstream]) -> None:
     import threading
 
-    ups[0].delay_s = 0.5
+    ups[0].hold()
     with start_router(ups[:1]) as h:
         t = threading.Thread(target=fire, args=(h.url, 3), kwargs={"concurrency": 3})
         t.start()
-        assert wait_for(lambda: replica_state(h, "r0")["outstanding"] == 3, 2)
-        metrics = httpx.get(h.url + "/metrics").text
-        assert 'warden_router_upstream_outstanding{replica="r0"} 3.0' in metrics
-        t.join()
+        try:
+            assert wait_for(lambda: replica_state(h, "r0")["outstanding"] == 3, 5)
+            metrics = httpx.get(h.url + "/metrics").text
+            assert 'warden_router_upstream_outstanding{replica="r0"} 3.0' in metrics
+        finally:
+            ups[0].release()
+            t.join()
         assert replica_state(h, "r0")["outstanding"] == 0
 
 
@@ -169,14 +180,37 @@ def test_paths_malformed_json_and_passthrough(ups: list[EchoUpstream]) -> None:
                              ("GET", "/v2/models/mlp/infer"), ("POST", "/v2/health/ready")]:
             resp = c.request(method, h.url + path)
             assert resp.status_code == 404 and "error" in resp.json(), (method, path)
-        # malformed JSON is forwarded; the replica answers 400 as Triton does
-        resp = c.post(h.url + "/v2/models/mlp/infer", content=b"{broken",
-                      headers={"Content-Type": "application/json"})
-        assert resp.status_code == 400 and "parse" in resp.json()["error"]
         assert c.get(h.url + "/v2/health/live").status_code == 200
         assert c.get(h.url + "/v2/models/mlp/ready").status_code == 200
         assert c.get(h.url + "/v2/models/mlp").json()["name"] == "mlp"
         assert fire(h.url, 2)[0][0] == 200
+
+
+MALFORMED_INFERS: list[tuple[bytes, dict[str, str]]] = [
+    (b"{broken", {}),
+    (b"[1, 2]", {}),
+    (b"\xff\xfe", {}),
+    (b'{"inputs": []}' + b"\x00" * 8, {"Inference-Header-Content-Length": "99"}),
+    (b'{"inputs": []}' + b"\x00" * 8, {"Inference-Header-Content-Length": "x"}),
+    (b'{"inputs": ]' + b"\x00" * 8, {"Inference-Header-Content-Length": "12"}),
+]
+
+
+def test_malformed_json_rejected_400_by_the_router(ups: list[EchoUpstream]) -> None:
+    """Triton answers malformed JSON with 500, which would eject a healthy replica: stop it here."""
+    ejection = {"consecutive_failures": 1, "max_ejection_percent": 100}
+    with start_router(ups[:1], ejection=ejection) as h, httpx.Client() as c:
+        for body, headers in MALFORMED_INFERS:
+            resp = c.post(h.url + "/v2/models/mlp/infer", content=body, headers=headers)
+            assert resp.status_code == 400 and resp.json()["error"], (body, headers)
+        assert ups[0].total() == 0 and not replica_state(h, "r0")["ejected"]
+        assert fire(h.url, 2)[0][0] == 200
+
+
+def test_json_too_big_to_check_is_forwarded(ups: list[EchoUpstream]) -> None:
+    with start_router(ups[:1], validate_json_max_bytes=16) as h, httpx.Client() as c:
+        resp = c.post(h.url + "/v2/models/mlp/infer", content=b'{"inputs": [1, 2, 3], broken')
+        assert resp.status_code == 400 and "parse" in resp.json()["error"]  # the replica's answer
 
 
 def test_binary_body_and_headers_forwarded_verbatim(ups: list[EchoUpstream]) -> None:
@@ -193,6 +227,20 @@ def test_binary_body_and_headers_forwarded_verbatim(ups: list[EchoUpstream]) -> 
     assert ups[0].seen_bodies[-1] == header + raw
     assert seen["Inference-Header-Content-Length"] == str(len(header))
     assert seen["Content-Type"] == "application/octet-stream" and seen["X-Custom"] == "kept"
+
+
+def test_gzip_request_body_forwarded_compressed(ups: list[EchoUpstream]) -> None:
+    import gzip
+
+    raw = json.dumps(INFER_BODY).encode()
+    packed = gzip.compress(raw)
+    with start_router(ups[:1]) as h:
+        resp = httpx.post(h.url + "/v2/models/mlp/infer", content=packed,
+                          headers={"Content-Encoding": "gzip",
+                                   "Content-Type": "application/json"})
+    assert resp.status_code == 200, resp.text  # the upstream (aiohttp) inflated it itself
+    assert ups[0].seen_bodies[-1] == raw
+    assert ups[0].seen_headers[-1]["Content-Encoding"] == "gzip"
 
 
 def test_tritonclient_through_the_router(ups: list[EchoUpstream]) -> None:
@@ -252,6 +300,18 @@ def test_traceparent_continued_and_started(ups: list[EchoUpstream]) -> None:
         assert span.attributes["http.status_code"] == 500
 
 
+def test_malformed_traceparent_starts_a_new_trace(ups: list[EchoUpstream]) -> None:
+    exporter = InMemorySpanExporter()
+    with start_router(ups[:1], tracer_provider=make_tracer_provider(exporter, batch=False)) as h:
+        resp = httpx.post(h.url + "/v2/models/mlp/infer", json=INFER_BODY,
+                          headers={"traceparent": "00-zz-not-a-trace"})
+    assert resp.status_code == 200
+    (span,) = exporter.get_finished_spans()
+    assert span.parent is None
+    sent_trace, _ = _traceparent_parts(ups[0].seen_headers[-1]["traceparent"])
+    assert sent_trace == format(span.context.trace_id, "032x")
+
+
 def test_tracing_off_passes_traceparent_untouched(ups: list[EchoUpstream]) -> None:
     with start_router(ups[:1]) as h:
         incoming = f"00-{TRACE_ID}-{PARENT_ID}-01"
@@ -277,3 +337,58 @@ def test_metrics_per_replica_series(ups: list[EchoUpstream]) -> None:
     assert registry.get_sample_value("warden_router_rejections_total",
                                      {"reason": "not_found"}) == 1
     assert 'le="0.001"' in text and 'le="5.0"' in text
+
+
+@pytest.mark.slow
+def test_router_process_serves_and_stops(ups: list[EchoUpstream]) -> None:
+    from serving.router import RouterConfig, RouterProcess
+
+    cfg = RouterConfig(replicas=[{"name": u.name, "url": u.url} for u in ups],
+                       policy="round_robin", health_interval_s=0)
+    with RouterProcess(cfg) as proc:
+        results = fire(proc.url, 4)
+        assert [w for _, _, w in results] == ["r0", "r1", "r0", "r1"]
+        assert httpx.put(proc.url + "/admin/weights", json={"r1": 0}).status_code == 200
+        assert {w for _, _, w in fire(proc.url, 3)} == {"r0"}
+    assert not proc._proc.is_alive()
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(proc.url + "/v2/health/live")
+
+
+def test_cli_config_from_flags_and_yaml(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import argparse
+
+    from serving.router.cli import build_config, register
+
+    parser = argparse.ArgumentParser()
+    register(parser.add_subparsers())
+    cfg_file = tmp_path / "warden.yaml"
+    cfg_file.write_text("router:\n  policy: least_outstanding\n  timeout_s: 3\n"
+                        "  replicas: [{name: a, url: 'http://127.0.0.1:1'}]\n")
+    args = parser.parse_args(["router", "--config", str(cfg_file), "--replica",
+                              "r0=http://127.0.0.1:8000@2", "--lite-models", "mlp,synth"])
+    cfg = build_config(args)
+    assert cfg.policy == "least_outstanding" and cfg.timeout_s == 3
+    assert [(r.name, r.url, r.weight) for r in cfg.replicas] == [("r0", "http://127.0.0.1:8000", 2.0)]
+    assert cfg.lite_models == {"mlp", "synth"}
+    assert args.func(parser.parse_args(["router", "--replica", "nourl"])) == 2
+
+
+@pytest.mark.slow
+def test_cli_serves_until_sigterm(ups: list[EchoUpstream]) -> None:
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-m", "serving.router.cli", "--port", "0",
+                             "--replica", f"r0={ups[0].url}"], stdout=subprocess.PIPE, text=True)
+    try:
+        line = proc.stdout.readline()  # type: ignore[union-attr]
+        assert line.startswith("warden router listening on http://127.0.0.1:"), line
+        url = line.split()[-1]
+        assert fire(url, 2)[0][2] == "r0"
+        proc.terminate()
+        assert proc.wait(10) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(5)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import collections
+import sys
+import time
 from collections.abc import Iterator
 
 import httpx
@@ -29,6 +31,7 @@ def test_round_robin_is_even(ups: list[EchoUpstream]) -> None:
     assert [u.total() for u in ups] == [50, 50, 50]
 
 
+@pytest.mark.usefixtures("quick_gil_handoff")
 def test_least_outstanding_avoids_a_slow_replica(ups: list[EchoUpstream]) -> None:
     ups[0].delay_s = ups[1].delay_s = 0.002
     ups[2].delay_s = 0.08
@@ -39,24 +42,42 @@ def test_least_outstanding_avoids_a_slow_replica(ups: list[EchoUpstream]) -> Non
     assert share < 0.15, f"slow replica got {share:.0%} (round robin would give 33%)"
 
 
+@pytest.fixture
+def quick_gil_handoff() -> Iterator[None]:
+    """Client, router and replicas share one GIL here; hand it over every 0.5 ms, not 5 ms, so
+    the latency a replica is measured at is its own and not a wait for another thread."""
+    old = sys.getswitchinterval()
+    sys.setswitchinterval(0.0005)
+    yield
+    sys.setswitchinterval(old)
+
+
+@pytest.mark.usefixtures("quick_gil_handoff")
 def test_peak_ewma_beats_round_robin_on_p99_with_a_5x_slow_replica(
         ups: list[EchoUpstream]) -> None:
     for u in ups[:2]:
-        u.delay_s = 0.004
-    ups[2].delay_s = 0.020  # 5x slower
+        u.delay_s = 0.010
+    ups[2].delay_s = 0.050  # 5x slower; large enough that scheduling jitter on a busy box is small
     p99 = {}
     slow_share = {}
+    ewma = {}
     n = 100
     for policy in ("round_robin", "peak_ewma"):
-        with start_router(ups, policy=policy) as h:
-            fire(h.url, 10)  # warm up: connections and first latency observations
+        # Active checks open the pooled connections first, as in production, so no replica's
+        # first estimate carries a TCP handshake; a 2 s decay lets a scheduling stall on this
+        # shared test box fade within the run (the default 10 s suits production).
+        with start_router(ups, policy=policy, health_interval_s=1.0, ewma_decay_s=2.0) as h:
+            assert wait_for(lambda: h.call(lambda r: r.health.rounds) >= 1)
+            fire(h.url, 10)  # warm up: first latency observations
             before = ups[2].total()
             results = fire(h.url, n)
+            ewma[policy] = {r["name"]: round(r["ewma"] * 1e3, 1)
+                            for r in httpx.get(f"{h.url}/admin/state").json()["replicas"]}
         assert all(s == 200 for s, _, _ in results)
         p99[policy] = float(np.percentile([dt for _, dt, _ in results], 99))
         slow_share[policy] = (ups[2].total() - before) / n
     assert slow_share["round_robin"] > 0.3
-    assert slow_share["peak_ewma"] < 0.05, slow_share
+    assert slow_share["peak_ewma"] < 0.08, (slow_share, ewma)
     assert p99["peak_ewma"] < 0.8 * p99["round_robin"], p99
 
 
@@ -72,13 +93,21 @@ def test_weights_change_shares(ups: list[EchoUpstream], policy: str, tol: float)
     assert counts["r0"] / 200 == pytest.approx(0.75, abs=tol + 1e-9), counts
 
 
+@pytest.mark.usefixtures("quick_gil_handoff")
 def test_weights_scale_peak_ewma_cost(ups: list[EchoUpstream]) -> None:
-    """Under peak_ewma a weight divides the cost: more weight, more traffic; 0, none."""
+    """Under peak_ewma a weight divides the cost: more weight, more traffic; 0, none.
+
+    Latency still rules (a weight is no share), so the replicas get one equal delay, long enough
+    that scheduling jitter on a busy test box cannot outweigh a 10x weight.
+    """
+    for u in ups:
+        u.delay_s = 0.02
     with start_router(ups, policy="peak_ewma") as h:
-        httpx.put(f"{h.url}/admin/weights", json={"r0": 4, "r1": 1, "r2": 0})
-        results = fire(h.url, 100)
+        resp = httpx.put(f"{h.url}/admin/weights", json={"r0": 10, "r1": 1, "r2": 0})
+        assert resp.status_code == 200
+        results = fire(h.url, 60)
     counts = collections.Counter(w for _, _, w in results)
-    assert counts["r2"] == 0 and counts["r0"] > counts["r1"] and counts["r0"] >= 60, counts
+    assert counts["r2"] == 0 and counts["r0"] >= 48, counts
 
 
 def test_variant_split_fraction_measured_upstream(ups: list[EchoUpstream]) -> None:
@@ -117,7 +146,9 @@ def test_versioned_infer_path_is_rewritten_for_lite(ups: list[EchoUpstream]) -> 
 
 def test_dead_replica_is_ejected_and_readmitted(ups: list[EchoUpstream]) -> None:
     ejection = {"consecutive_failures": 2, "base_ejection_s": 0.3, "max_ejection_s": 1.0}
-    with start_router(ups, health_interval_s=0.1, health_timeout_s=0.5, unhealthy_threshold=3,
+    # a huge unhealthy_threshold keeps the active check from taking r1 out first: this test is
+    # about passive ejection, and about the check being the gate back in
+    with start_router(ups, health_interval_s=0.1, health_timeout_s=0.5, unhealthy_threshold=10**6,
                       ejection=ejection, max_retries=2) as h:
         fire(h.url, 9)
         ups[1].stop_listening()
@@ -125,14 +156,14 @@ def test_dead_replica_is_ejected_and_readmitted(ups: list[EchoUpstream]) -> None
         assert [s for s, _, _ in results] == [200] * 30, "connection failures are retried"
         assert "r1" not in {w for _, _, w in results}
         state = replica_state(h, "r1")
-        assert state["ejections"] >= 1 and (state["ejected"] or not state["healthy"])
+        assert state["ejections"] == 1 and state["ejected"], state
         metrics = httpx.get(f"{h.url}/metrics").text
-        assert 'warden_router_ejections_total{replica="r1"}' in metrics
-        assert 'warden_router_upstream_errors_total{kind="connect",replica="r1"}' in metrics
-        assert "warden_router_retries_total" in metrics
-        # still down: the active check keeps it out after the ejection time
-        assert wait_for(lambda: not replica_state(h, "r1")["healthy"], 3)
-        assert not replica_state(h, "r1")["available"]
+        assert 'warden_router_ejections_total{replica="r1"} 1.0' in metrics
+        assert 'warden_router_upstream_errors_total{kind="connect",replica="r1"} 2.0' in metrics
+        assert "warden_router_retries_total 2.0" in metrics
+        time.sleep(0.5)  # the ejection time is over, but r1 is still down: checks keep it out
+        state = replica_state(h, "r1")
+        assert state["ejected"] and not state["available"], state
         ups[1].start_listening()
         assert wait_for(lambda: replica_state(h, "r1")["available"], 5), "re-admitted"
         before = ups[1].total()

@@ -82,7 +82,8 @@ def test_peak_ewma_jumps_up_at_once_and_blends_down() -> None:
 def test_ejection_grows_and_needs_time_and_a_passing_check() -> None:
     clock = FakeClock(0.0)
     pool = ReplicaPool(EjectionConfig(consecutive_failures=3, base_ejection_s=10,
-                                      max_ejection_s=25), clock, ewma_decay_s=10)
+                                      max_ejection_s=25, max_ejection_percent=100), clock,
+                       ewma_decay_s=10)
     r = pool.add("r0", "http://h:1", 1.0)
     pool.add("r1", "http://h:2", 1.0)
     assert not pool.record_failure(r) and not pool.record_failure(r)
@@ -105,6 +106,18 @@ def test_ejection_grows_and_needs_time_and_a_passing_check() -> None:
     for _ in range(3):
         pool.record_failure(r)
     assert r.ejected_until == 31 + 25  # capped at max_ejection_s
+
+
+def test_max_ejection_percent_keeps_replicas_in() -> None:
+    pool = ReplicaPool(EjectionConfig(consecutive_failures=1, max_ejection_percent=50),
+                       FakeClock(), ewma_decay_s=10)
+    rs = [pool.add(f"r{i}", f"http://h:{i}", 1.0) for i in range(4)]
+    assert [pool.record_failure(r) for r in rs] == [True, True, False, False]
+    assert len(pool.available()) == 2
+    small = ReplicaPool(EjectionConfig(consecutive_failures=1, max_ejection_percent=0),
+                        FakeClock(), ewma_decay_s=10)
+    a, b = small.add("a", "http://h:1", 1.0), small.add("b", "http://h:2", 1.0)
+    assert small.record_failure(a) and not small.record_failure(b), "one may always go"
 
 
 def test_ejection_without_active_checks_ends_with_time() -> None:
