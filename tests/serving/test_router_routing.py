@@ -67,7 +67,7 @@ def test_peak_ewma_beats_round_robin_on_p99_with_a_5x_slow_replica(
         # first estimate carries a TCP handshake; a 2 s decay lets a scheduling stall on this
         # shared test box fade within the run (the default 10 s suits production).
         with start_router(ups, policy=policy, health_interval_s=1.0, ewma_decay_s=2.0) as h:
-            assert wait_for(lambda: h.call(lambda r: r.health.rounds) >= 1)
+            assert wait_for(lambda: h.router.health.rounds >= 1)  # noqa: B023 (read at once)
             fire(h.url, 10)  # warm up: first latency observations
             before = ups[2].total()
             results = fire(h.url, n)
