@@ -116,7 +116,8 @@ def test_latency_doubling_on_one_replica_alerts_that_replica_alone(lab, oncall) 
               and a["alertname"] == "ReplicaLatencyP99Drift" and a["labels"]["replica"] != "r1"]
     assert others == []
     ann = alert["annotations"]
-    assert float(json.loads(ann["observed_p99_s"])) > float(json.loads(ann["baseline_p99_s"]))
+    assert float(json.loads(ann["observed_p50_s"])) > 1.3 * float(json.loads(ann["baseline_p50_s"]))
+    assert float(json.loads(ann["vs_peers"])) >= 1.25
     assert ann["slowest_trace_ids"] and ann["grown_stage"]
     deadline = time.monotonic() + 15
     page = None
@@ -137,7 +138,9 @@ def test_jitter_at_unchanged_median_raises_a_variance_alert(lab) -> None:
     victim = lab.fleet.get("r0")
     before = _median_latency(store, "r0", 10)
     t0 = time.time()
-    _faults(victim.control_url, {"jitter_ms": 60, "jitter_prob": 0.2})
+    # Mild on purpose: one model instance runs batches in turn, so a long stall queues every
+    # request behind it and moves the median too (measured: 60 ms x 20% tripled it).
+    _faults(victim.control_url, {"jitter_ms": 25, "jitter_prob": 0.25})
     try:
         alert = _wait_alert(store, "ReplicaLatencyJitter", "r0", t0, timeout=30)
         during = _median_latency(store, "r0", 5)

@@ -14,6 +14,10 @@ rejected and counted by that detector (``rejected_``), so time never goes backwa
 chain rewritten when late spans arrive comes back with the same timestamp and is rejected the
 same way, so it is never counted twice.
 
+A replica alerts only when it also stands out from its peers (same model, other replicas): when
+the whole host or model slows down, every replica drifts from its own baseline together, and a
+per-replica page would point at the wrong place once per replica.
+
 Scores go to the rules (:mod:`anomaly.rules`); ``Anomaly`` records are written while a score is
 over its threshold, and alert transitions go to the ``alerts`` table and to ``alert_sinks``
 (the alerting pipeline, remediation).
@@ -98,6 +102,8 @@ class DetectionHook:
         rules: one rule per detector.
         alert_sinks: called with alert transitions (firing/resolved) and the tick time.
         max_batch: most chains read in one tick (a backlog drains over several ticks).
+        peer_ratio: a replica alerts only if its recent tail (or jitter) is this many times its
+            peers' median; with no peers, its own baseline alone decides.
         history_s: how much of a key's history fits its detectors when first seen.
     """
 
@@ -111,6 +117,7 @@ class DetectionHook:
         history_s: float = 3600.0,
         save_every_ticks: int = 30,
         max_batch: int = 20_000,
+        peer_ratio: float = 1.25,
     ) -> None:
         self.store = store
         self.detector_params = detectors or dict(DEFAULT_DETECTORS)
@@ -121,6 +128,7 @@ class DetectionHook:
         self.save_every_ticks = save_every_ticks
         self.keys: dict[tuple[str, str], _KeyState] = {}
         self.max_batch = max_batch
+        self.peer_ratio = peer_ratio
         self.watermark = int(store.query("SELECT COALESCE(MAX(rowid), 0) AS m FROM chains")
                              .iloc[0]["m"])
         self.points = 0
@@ -163,6 +171,14 @@ class DetectionHook:
             labels = {"model": key[0], "replica": key[1]}
             for name, score in per.items():
                 evidence = self._evidence(ks, name)
+                ratio = self._peer_ratio(key, name)
+                if ratio is not None:
+                    evidence["vs_peers"] = round(ratio, 2)
+                    if ratio < self.peer_ratio:
+                        # Its peers are as slow (or as noisy): the host or the whole model
+                        # moved, not this replica; a per-replica alert would point at the
+                        # wrong place and page once per replica.
+                        score = min(score, 0.0)
                 if score >= self.thresholds.get(name, 1.1):
                     anomalies.append(Anomaly(
                         ts=now, detector=name, series="request_latency_seconds",
@@ -204,6 +220,20 @@ class DetectionHook:
         self.keys[key] = ks
         return ks
 
+    def _peer_ratio(self, key: tuple[str, str], detector: str) -> float | None:
+        """This replica's recent tail (P95) or jitter over the median of its peers'.
+
+        ``None`` when the model has no peer with recent data to compare against.
+        """
+        stat = _jitter if detector == "variance" else _tail
+        mine = stat(self.keys[key])
+        peers = [v for (m, r), ks in self.keys.items()
+                 if m == key[0] and r != key[1] and (v := stat(ks)) is not None]
+        if mine is None or not peers:
+            return None
+        base = float(np.median(peers))
+        return mine / base if base > 0 else None
+
     def _evidence(self, ks: _KeyState, detector: str) -> dict[str, Any]:
         recent = list(ks.recent)[-50:]
         lat = np.array([r[2] for r in recent])
@@ -244,6 +274,19 @@ class DetectionHook:
     def alerts(self, status: AlertStatus | None = None) -> list[dict[str, Any]]:
         q = "SELECT * FROM alerts" + (" WHERE status = ?" if status else "") + " ORDER BY ts"
         return self.store.query(q, (status.value,) if status else ()).to_dict("records")
+
+
+PEER_WINDOW = 60
+
+
+def _tail(ks: _KeyState) -> float | None:
+    lat = [r[2] for r in list(ks.recent)[-PEER_WINDOW:]]
+    return float(np.percentile(lat, 95)) if len(lat) >= 10 else None
+
+
+def _jitter(ks: _KeyState) -> float | None:
+    lat = np.array([r[2] for r in list(ks.recent)[-PEER_WINDOW:]])
+    return float(np.mean(np.abs(np.diff(lat)))) if len(lat) >= 10 else None
 
 
 def _sm_clock(gpu_json: str | None) -> float | None:

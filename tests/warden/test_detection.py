@@ -72,3 +72,20 @@ def json_label(alert: dict, name: str) -> str:
     import json
 
     return json.loads(alert["labels"])[name]
+
+
+def test_a_slowdown_of_every_replica_is_not_blamed_on_each_replica(tmp_path: Path) -> None:
+    rng = np.random.default_rng(2)
+    store = Store(tmp_path / "w.db")
+    t0 = 1_800_000_000.0
+    hook = DetectionHook(store)
+    for sec in range(1, 61):
+        for r in ("r0", "r1"):
+            store.write_chains(chains(rng, t0 + sec - 1, 1, 20, r))
+        hook(t0 + sec)
+    for sec in range(61, 91):  # the host slows down: both replicas alike
+        for r in ("r0", "r1"):
+            store.write_chains(chains(rng, t0 + sec - 1, 1, 20, r, scale=2.0))
+        hook(t0 + sec)
+    assert hook.alerts() == []
+    assert max(hook.keys[("synth", "r0")].detectors["p99_drift"].last_score_, 0) > 0.5
