@@ -76,10 +76,13 @@ def _json(value: Any) -> str:
 class AuditLog:
     """Writes and reads ``action_audit`` over one SQLite connection (WAL, from ``open_db``)."""
 
-    def __init__(self, conn: sqlite3.Connection, *, clock: Callable[[], float]) -> None:
+    def __init__(self, conn: sqlite3.Connection, *, clock: Callable[[], float],
+                 create: bool = True) -> None:
         self.conn = conn
         self.clock = clock
         self._lock = threading.Lock()
+        if not create:  # a read-only reader (``warden audit``) in another process
+            return
         with self._lock:
             for stmt in (s.strip() for s in AUDIT_DDL.split(";")):
                 if stmt:
