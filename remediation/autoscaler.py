@@ -82,26 +82,32 @@ class ReactiveScaler:
         self.config = config
         self._recs: deque[tuple[float, int]] = deque()
 
-    def raw(self, current: int, s: Signals) -> int:
+    def raw(self, current: int, s: Signals, ready: int | None = None) -> int:
+        """The unstabilised recommendation. ``ready``: replicas serving now (utilisation is
+        measured over them); replicas still starting count as capacity on the way, so a scale-out
+        is not ordered again every tick of a cold start (the overshoot HPA avoids by treating
+        unready pods as idle)."""
         c = self.config
         if not s.fresh:
             return current
         util = float(s.utilization)  # type: ignore[arg-type]
+        base = current if ready is None else max(min(ready, current), 1)
+        need = math.ceil(base * util / c.high)
         queue_hot = (c.queue_high_s is not None and s.queue_s is not None
                      and s.queue_s > c.queue_high_s)
         if util > c.high or queue_hot:
-            want = max(current + 1, math.ceil(current * util / c.high))
+            want = max(need, current + 1) if base >= current else max(need, current)
             return min(want, current + c.max_step_up)
-        if util < c.low:
-            return max(1, math.ceil(current * util / c.high))
+        if util < c.low and base >= current:
+            return max(1, need)
         return current
 
-    def recommend(self, now: float, current: int, s: Signals, *, floor: int | None = None
-                  ) -> int:
+    def recommend(self, now: float, current: int, s: Signals, *, floor: int | None = None,
+                  ready: int | None = None) -> int:
         """Stabilised recommendation; ``floor`` (the forecast's) joins the window, so what the
         forecast added is not scaled in again on the next tick."""
         c = self.config
-        raw = self.raw(current, s)
+        raw = self.raw(current, s, ready)
         if floor is not None and s.fresh:
             raw = max(raw, min(floor, current + c.max_step_up))
         self._recs.append((now, raw))
@@ -213,6 +219,7 @@ class Autoscaler:
         self._last_sync = now
         state = self.applier.actuator.state()
         current = state.model(self.model).replicas
+        ready = state.model(self.model).healthy
         s = self.signals(now)
         ahead = None
         if self.predictive is not None:
@@ -220,12 +227,12 @@ class Autoscaler:
             cold = self.cold_start_s if self.cold_start_s is not None else state.cold_start_s
             lead = (cold if math.isfinite(cold) else 30.0) + self.config.sync_period_s
             ahead = self.predictive.recommend(lead)
-        desired = self.reactive.recommend(now, current, s, floor=ahead)
+        desired = self.reactive.recommend(now, current, s, floor=ahead, ready=ready)
         why = "hold"
         if desired != current:
             why = ("predictive" if ahead is not None and desired == min(
                 ahead, current + self.config.max_step_up) and desired > self.reactive.raw(
-                current, s) else "reactive")
+                current, s, ready) else "reactive")
         if not s.fresh:
             why = "hold: metrics silent"
         self.decisions.append((now, current, desired, why))
