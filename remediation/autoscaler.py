@@ -24,6 +24,7 @@ import math
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -51,6 +52,11 @@ class AutoscalerConfig(BaseModel):
     bucket_s: float = Field(10.0, gt=0, description="forecast sample step")
     replica_capacity_rps: float | None = Field(None, gt=0,
                                                description="None: estimated from util and load")
+    degrade_first: bool = Field(False, description="when a scale-out's cold start exceeds "
+                                "slo_budget_s, send degrade_fraction to lite until it is ready")
+    slo_budget_s: float = Field(10.0, gt=0)
+    degrade_fraction: float = Field(0.5, gt=0, le=1)
+    lite_cost: float = Field(0.4, gt=0, le=1, description="lite's cost relative to full")
 
 
 def hpa_defaults(**overrides: object) -> AutoscalerConfig:
@@ -186,6 +192,11 @@ class PredictiveScaler:
         return max(1, math.ceil(peak / (self.capacity_rps * self.config.high)))
 
 
+def _restore_util(util: float, fraction: float, lite_cost: float) -> float:
+    """Utilisation once the lite share goes back to full: cost rises by 1/(1 - f(1-c))."""
+    return util / (1.0 - fraction * (1.0 - lite_cost))
+
+
 class Autoscaler:
     """Ticks the scalers for one model and applies their decision through the applier.
 
@@ -212,6 +223,34 @@ class Autoscaler:
         self._last_sync = -math.inf
         self.decisions: list[tuple[float, int, int, str]] = []  # (ts, current, desired, why)
 
+    def _degrade_or_restore(self, now: float, cold_start_s: float, model: Any,
+                            scaling_out: bool, s: Signals) -> None:
+        """Degrade before a slow scale-out; restore once every replica is ready and the full
+        variant's cost would still fit under ``high``. Both go through the guards."""
+        c = self.config
+        frac = model.lite_fraction
+        slow = math.isfinite(cold_start_s) and cold_start_s > c.slo_budget_s
+        if scaling_out and slow and frac < c.degrade_fraction:
+            change = Change("variant", self.model, {"variant": "lite",
+                                                    "fraction": c.degrade_fraction},
+                            target=f"{self.model}/variant",
+                            inverse=Change("variant", self.model,
+                                           {"variant": "lite", "fraction": frac},
+                                           target=f"{self.model}/variant"))
+            self.applier.apply(change, runbook=self.name, step="degrade-first",
+                               key=stable_key(self.name, self.model, "degrade", now),
+                               execution=stable_key(self.name, self.model, now),
+                               evidence={"cold_start_s": cold_start_s,
+                                         "slo_budget_s": c.slo_budget_s})
+        elif (not scaling_out and frac > 0 and model.healthy >= model.replicas
+              and _restore_util(float(s.utilization), frac, c.lite_cost) < c.high):  # type: ignore[arg-type]
+            change = Change("variant", self.model, {"variant": "lite", "fraction": 0.0},
+                            target=f"{self.model}/variant", reduces_capacity=True)
+            self.applier.apply(change, runbook=self.name, step="restore-full",
+                               key=stable_key(self.name, self.model, "restore", now),
+                               execution=stable_key(self.name, self.model, now),
+                               evidence={"utilization": s.utilization}, data_fresh=s.fresh)
+
     def tick(self) -> Outcome | None:
         now = self.clock()
         if now - self._last_sync < self.config.sync_period_s:
@@ -236,6 +275,9 @@ class Autoscaler:
         if not s.fresh:
             why = "hold: metrics silent"
         self.decisions.append((now, current, desired, why))
+        model = state.model(self.model)
+        if self.config.degrade_first and s.fresh:
+            self._degrade_or_restore(now, state.cold_start_s, model, desired > current, s)
         if desired == current:
             return None
         change = Change("scale", self.model, {"replicas": desired},

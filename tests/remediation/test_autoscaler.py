@@ -131,3 +131,24 @@ def test_predictive_beats_reactive_on_a_diurnal_day(tmp_path, clock):
 def test_hpa_defaults_shape():
     c = hpa_defaults()
     assert c.sync_period_s == 15 and c.scale_down_stabilization_s == 300 and not c.predictive
+
+
+def test_degrade_first_when_cold_start_is_slow_then_restore(clock, audit):
+    fleet = SimulatedFleet(replicas_=2, capacity_rps=50, cold_start_s=30)
+    load = {"rps": 90.0}
+    cfg = AutoscalerConfig(sync_period_s=5, degrade_first=True, slo_budget_s=10,
+                           degrade_fraction=0.5, scale_down_stabilization_s=600)
+    a = Autoscaler("synth", cfg, Applier(fleet, Guards(GuardConfig(cooldown_s=0), clock=clock),
+                                         audit, clock=clock),
+                   lambda now: Signals(fleet.utilization(load["rps"])), clock=clock)
+    fleet.advance(clock())
+    a.tick()
+    assert fleet.lite_fraction == 0.5 and fleet.replicas_ == 3   # degraded at once, scaling
+    for _ in range(12):  # the new replica becomes ready after 30 s
+        clock.advance(5)
+        fleet.advance(clock())
+        load["rps"] = 60.0
+        a.tick()
+    assert fleet.lite_fraction == 0.0  # restored once ready and the full cost fits
+    steps = [r.step for r in audit.rows() if r.phase == "after"]
+    assert steps[:2] == ["degrade-first", "reactive"] and "restore-full" in steps
