@@ -225,7 +225,7 @@ def lab_surge(quick: bool) -> str:
     with Lab(cfg, with_traffic=False) as lab:
         for name, c in policies:
             reset_fleet(lab, 2)
-            time.sleep(2)
+            time.sleep(10)  # let the previous run's backlog drain
             r = run_surge_scenario(lab, home / f"s-{name}.db", name, c, base_rps=20,
                                    surge_rps=100, surge_at=15, surge_len=surge_len,
                                    duration_s=15 + surge_len + tail, slo_s=0.5)

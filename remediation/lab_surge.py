@@ -10,7 +10,6 @@ replica = ``triton_request_success_per_second x triton_compute_infer_duration_se
 
 from __future__ import annotations
 
-import math
 import threading
 import time
 from dataclasses import dataclass
@@ -168,5 +167,5 @@ def reset_fleet(lab: Any, n: int) -> None:
     """Put the fleet back to ``n`` replicas between runs (not counted as actions)."""
     if len(lab.fleet.replicas) != n:
         lab.fleet.scale(n)
-    if math.isfinite(n):
-        lab.admin.sync_replicas({r.name: r.url for r in lab.fleet.replicas})
+    lab.admin.sync_replicas({r.name: r.url for r in lab.fleet.replicas})
+    lab.admin.set_variant_split("synth", 0.0)
