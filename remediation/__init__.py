@@ -12,7 +12,9 @@ Flow::
 
 Modules are imported on demand (this file imports nothing heavy): ``errors``, ``changes``,
 ``actions``, ``runbook``, ``guards``, ``audit``, ``applier``, ``executor``, ``sli``,
-``autoscaler``, ``holtwinters``, ``actuators``, ``cli``.
+``autoscaler``, ``holtwinters``, ``actuators``, ``service`` (what the engine wires), ``cli``;
+for tests and benchmarks: ``simulated`` (a queueing model, named as such), ``closed_loop`` and
+``lab_surge`` (scenarios on the real lab).
 
 Exceptions::
 
