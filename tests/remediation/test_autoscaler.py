@@ -1,0 +1,154 @@
+"""The autoscaler with injected time: stabilisation, no flapping, missing data, prediction."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from remediation.applier import Applier
+from remediation.audit import AuditLog
+from remediation.autoscaler import (
+    Autoscaler,
+    AutoscalerConfig,
+    ReactiveScaler,
+    Signals,
+    hpa_defaults,
+)
+from remediation.guards import GuardConfig, Guards
+from remediation.holtwinters import HoltWinters
+from remediation.simulated import SimulatedFleet, diurnal
+
+
+def test_reactive_thresholds():
+    r = ReactiveScaler(AutoscalerConfig())
+    assert r.raw(2, Signals(0.9)) == 3            # ceil(2 * .9 / .7) = 3
+    assert r.raw(4, Signals(0.95)) == 6
+    assert r.raw(4, Signals(0.2)) == 2            # ceil(4 * .2 / .7): stays under 70% after
+    assert r.raw(4, Signals(0.5)) == 4
+    assert r.raw(2, Signals(0.5, queue_s=0.2)) == 3  # queue time alone scales out
+    assert r.raw(4, Signals(None)) == 4           # silence holds
+
+
+def test_scale_down_uses_max_over_window_like_hpa():
+    r = ReactiveScaler(AutoscalerConfig(scale_down_stabilization_s=300))
+    assert r.recommend(0, 4, Signals(0.6)) == 4
+    # load drops at t=10: no scale-in until the window forgets the t=0 recommendation
+    assert all(r.recommend(t, 4, Signals(0.1)) == 4 for t in range(10, 300, 15))
+    assert r.recommend(301, 4, Signals(0.1)) == 1
+
+
+def test_missing_data_holds_and_blocks_scale_in_afterwards(clock, audit):
+    fleet = SimulatedFleet(replicas_=4)
+    sig = {"s": Signals(0.5)}
+    a = Autoscaler("synth", AutoscalerConfig(scale_down_stabilization_s=60, sync_period_s=5),
+                   Applier(fleet, Guards(GuardConfig(cooldown_s=0), clock=clock), audit,
+                           clock=clock), lambda now: sig["s"], clock=clock)
+    a.tick()
+    sig["s"] = Signals(None)  # the metrics source goes silent for 10 minutes
+    for _ in range(120):
+        clock.advance(5)
+        a.tick()
+    assert fleet.replicas_ == 4 and fleet.scale_calls == 0
+    assert a.decisions[-1][3] == "hold: metrics silent"
+    # data returns, low: the silent ticks counted as "hold" in the window, so no instant scale-in
+    sig["s"] = Signals(0.1)
+    clock.advance(5)
+    a.tick()
+    assert fleet.replicas_ == 4
+    for _ in range(13):
+        clock.advance(5)
+        a.tick()
+    assert fleet.replicas_ == 1
+
+
+def test_no_flapping_on_a_noisy_signal_around_the_threshold(clock, audit):
+    rng = np.random.default_rng(7)
+    fleet = SimulatedFleet(replicas_=3, cold_start_s=0)
+    a = Autoscaler("synth", AutoscalerConfig(sync_period_s=5, scale_down_stabilization_s=120),
+                   Applier(fleet, Guards(GuardConfig(cooldown_s=0, max_actions_per_hour=1000),
+                                         clock=clock), audit, clock=clock),
+                   lambda now: Signals(float(np.clip(0.5 + rng.normal(0, 0.12), 0, 1.5))),
+                   clock=clock)
+    for _ in range(720):  # an hour at 5 s
+        a.tick()
+        clock.advance(5)
+    directions = [1 if d > c else -1 for _, c, d, _ in a.decisions if d != c]
+    reversals = sum(1 for x, y in zip(directions, directions[1:]) if x != y)
+    # noise crosses 70% now and then: a few scale-outs, scale-ins held by the window
+    assert fleet.scale_calls <= 12 and reversals <= 6
+
+
+def test_holt_winters_forecasts_a_season_ahead():
+    m = 30
+    t = np.arange(m * 4)
+    y = 100 + 60 * np.sin(2 * np.pi * t / m) + np.random.default_rng(1).normal(0, 3, len(t))
+    hw = HoltWinters(m).fit(y[: m * 3])
+    pred = [hw.forecast(h) for h in range(1, m + 1)]
+    truth = 100 + 60 * np.sin(2 * np.pi * t[m * 3:] / m)
+    assert np.mean(np.abs(np.array(pred) - truth)) < 8
+    with pytest.raises(ValueError, match="2 seasons"):
+        HoltWinters(m).fit(y[:40])
+    with pytest.raises(ValueError, match="NaN"):
+        HoltWinters(m).fit(np.r_[y[:80], math.nan])
+
+
+def run_day(predictive: bool, tmp_path, clock_cls) -> tuple[float, int]:
+    """Two compressed days (600 s each) on the same traffic; returns violation s, actions."""
+    clock = clock_cls(0.0)
+    fleet = SimulatedFleet(replicas_=2, capacity_rps=50, cold_start_s=40)
+    load = {"rps": 0.0}
+    cfg = AutoscalerConfig(sync_period_s=5, scale_down_stabilization_s=60, predictive=predictive,
+                           season_s=600, bucket_s=10, replica_capacity_rps=50)
+    guards = Guards(GuardConfig(cooldown_s=0, max_actions_per_hour=1000, max_replicas=16),
+                    clock=clock)
+    audit = AuditLog.open(tmp_path / f"p{int(predictive)}.db", clock=clock)
+    a = Autoscaler("synth", cfg, Applier(fleet, guards, audit, clock=clock),
+                   lambda now: Signals(fleet.utilization(load["rps"]), load_rps=load["rps"]),
+                   clock=clock)
+    violation = 0.0
+    for step in range(3 * 600):
+        now = float(step)
+        clock.t = now
+        fleet.advance(now)
+        load["rps"] = diurnal(now, base=40, peak=400, period_s=600)
+        a.tick()
+        if step >= 2 * 600 and fleet.p99_s(load["rps"]) > 0.4:  # score the third day
+            violation += 1.0
+    return violation, fleet.scale_calls
+
+
+def test_predictive_beats_reactive_on_a_diurnal_day(tmp_path, clock):
+    clock_cls = type(clock)
+    reactive, _ = run_day(False, tmp_path, clock_cls)
+    predictive, actions = run_day(True, tmp_path, clock_cls)
+    assert reactive > 0
+    assert predictive < 0.5 * reactive
+    assert actions < 200
+
+
+def test_hpa_defaults_shape():
+    c = hpa_defaults()
+    assert c.sync_period_s == 15 and c.scale_down_stabilization_s == 300 and not c.predictive
+
+
+def test_degrade_first_when_cold_start_is_slow_then_restore(clock, audit):
+    fleet = SimulatedFleet(replicas_=2, capacity_rps=50, cold_start_s=30)
+    load = {"rps": 90.0}
+    cfg = AutoscalerConfig(sync_period_s=5, degrade_first=True, slo_budget_s=10,
+                           degrade_fraction=0.5, scale_down_stabilization_s=600)
+    a = Autoscaler("synth", cfg, Applier(fleet, Guards(GuardConfig(cooldown_s=0), clock=clock),
+                                         audit, clock=clock),
+                   lambda now: Signals(fleet.utilization(load["rps"])), clock=clock)
+    fleet.advance(clock())
+    a.tick()
+    assert fleet.lite_fraction == 0.5 and fleet.replicas_ == 3   # degraded at once, scaling
+    for _ in range(12):  # the new replica becomes ready after 30 s
+        clock.advance(5)
+        fleet.advance(clock())
+        load["rps"] = 60.0
+        a.tick()
+    assert fleet.lite_fraction == 0.0  # restored once ready and the full cost fits
+    steps = [r.step for r in audit.rows() if r.phase == "after"]
+    assert steps[:2] == ["degrade-first", "reactive"] and "restore-full" in steps
