@@ -105,7 +105,7 @@ def test_latency_doubling_on_one_replica_alerts_that_replica_alone(lab, oncall) 
     t0 = time.time()
     _faults(victim.control_url, {"extra_latency_ms": median_ms})
     try:
-        alert = _wait_alert(store, "ReplicaLatencyP99Drift", "r1", t0, timeout=30)
+        alert = _wait_alert(store, "ReplicaP99Drift", "r1", t0, timeout=30)
     finally:
         _faults(victim.control_url, None)
     assert alert is not None, _alerts(store)
@@ -113,7 +113,7 @@ def test_latency_doubling_on_one_replica_alerts_that_replica_alone(lab, oncall) 
     print(f"time from fault to P99-drift alert: {detect_s:.1f} s")
     assert detect_s < 10.0
     others = [a for a in _alerts(store) if a["status"] == "firing" and a["ts"] >= t0
-              and a["alertname"] == "ReplicaLatencyP99Drift" and a["labels"]["replica"] != "r1"]
+              and a["alertname"] == "ReplicaP99Drift" and a["labels"]["replica"] != "r1"]
     assert others == []
     ann = alert["annotations"]
     assert float(json.loads(ann["observed_p50_s"])) > 1.3 * float(json.loads(ann["baseline_p50_s"]))
@@ -123,7 +123,7 @@ def test_latency_doubling_on_one_replica_alerts_that_replica_alone(lab, oncall) 
     page = None
     while page is None and time.monotonic() < deadline:
         page = next((p for h, p in oncall.received
-                     if p["commonLabels"].get("alertname") == "ReplicaLatencyP99Drift"
+                     if p["commonLabels"].get("alertname") == "ReplicaP99Drift"
                      and p["commonLabels"].get("replica") == "r1"), None)
         time.sleep(0.2)
     assert page is not None, oncall.received

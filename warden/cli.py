@@ -19,6 +19,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "anomaly.cli",
     "collectors.cli",
     "collectors.trace_cli",
+    "remediation.cli",
     "serving.router.cli",
     "warden.alerting.cli",
     "warden.lab_cli",

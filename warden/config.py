@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from serving.fleet import FleetConfig
 from serving.loadgen import LoadProfile
+from remediation.service import RemediationConfig
 from warden.alerting.config import AlertingConfig
 from warden.environment import WARDEN_CONFIG, WARDEN_HOME
 
@@ -46,6 +47,7 @@ class WardenConfig(_Strict):
     lab: LabConfig = Field(default_factory=LabConfig)
     fleet: FleetConfig = Field(default_factory=FleetConfig)
     alerting: AlertingConfig = Field(default_factory=AlertingConfig)
+    remediation: RemediationConfig = Field(default_factory=RemediationConfig)
 
     @property
     def db_path(self) -> Path:

@@ -80,7 +80,8 @@ class Lab:
         self.router_port = config.lab.router_port if router_port is None else router_port
         self.home = config.home
         self.telemetry = (Telemetry(config.db_path, config.home, hooks=hooks,
-                                    alert_sinks=alert_sinks, alerting=config.alerting)
+                                    alert_sinks=alert_sinks, alerting=config.alerting,
+                                    remediation=config.remediation)
                           if with_telemetry else None)
         self.fleet = Fleet(config.fleet.model_copy(), self.home, on_change=self._fleet_changed)
         self.router: RouterProcess | None = None
@@ -101,7 +102,8 @@ class Lab:
             self._start_router()
             self._sync_router(self.fleet.replicas)
             if self.telemetry is not None:
-                self.telemetry.start_engine(self.fleet.replicas)
+                self.telemetry.start_engine(self.fleet.replicas, fleet=self.fleet,
+                                            admin=self.admin)
             if self.with_traffic:
                 self._start_traffic()
         except BaseException:

@@ -23,13 +23,18 @@ from prometheus_client import CollectorRegistry
 from collectors.gpu_twin_source import TwinHttpSource
 from collectors.self_metrics import WardenMetrics, serve_metrics
 from collectors.triton import TritonMetricsCollector
-from serving.fleet import Replica, free_port
+from serving.fleet import Fleet, Replica, free_port
 from warden.alerting.config import AlertingConfig
 from warden.alerting.service import AlertingService
 from warden.db import open_db
 from warden.detection import AlertSink, DetectionHook
 from warden.engine import Engine, TickHook
-from warden.records import Alert
+from remediation.actuators.local import LocalFleet
+from remediation.audit import AuditLog
+from remediation.service import RemediationConfig, RemediationService
+from remediation.sli import StoreSli
+from serving.router_client import RouterAdmin
+from warden.records import Alert, AlertStatus
 from warden.store import Store
 
 __all__ = ["Telemetry"]
@@ -53,7 +58,8 @@ class Telemetry:
 
     def __init__(self, db_path: Path, home: Path, *, interval_s: float = 1.0,
                  hooks: Sequence[TickHook] = (), alert_sinks: Sequence[AlertSink] = (),
-                 detection: bool = True, alerting: AlertingConfig | None = None) -> None:
+                 detection: bool = True, alerting: AlertingConfig | None = None,
+                 remediation: RemediationConfig | None = None) -> None:
         self.db_path, self.home = db_path, home
         self.interval_s = interval_s
         self.hooks = list(hooks)
@@ -62,6 +68,8 @@ class Telemetry:
         self.detection: DetectionHook | None = None
         self.alerting_config = alerting
         self.alerting: AlertingService | None = None
+        self.remediation_config = remediation
+        self.remediation: RemediationService | None = None
         self.registry = CollectorRegistry()
         self.metrics = WardenMetrics(self.registry)
         self.receiver: subprocess.Popen[bytes] | None = None
@@ -94,7 +102,8 @@ class Telemetry:
         logger.info("trace receiver on %s", self.otlp_url)
         return self.otlp_url
 
-    def start_engine(self, replicas: list[Replica]) -> Engine:
+    def start_engine(self, replicas: list[Replica], *, fleet: Fleet | None = None,
+                     admin: RouterAdmin | None = None) -> Engine:
         self.store = Store(self.db_path)
         self.metrics.track_store_size(self.store.size_bytes)
         self.metrics_url = f"http://127.0.0.1:{serve_metrics(self.registry)}/metrics"
@@ -108,6 +117,13 @@ class Telemetry:
                                             registry=self.registry)
             self.alerting.start()
             sinks.append(self._to_alerting)
+        rc = self.remediation_config
+        if rc is not None and rc.enabled and fleet is not None and admin is not None:
+            self.remediation = RemediationService(
+                rc, LocalFleet(fleet, admin), AuditLog.open(self.db_path, clock=time.time),
+                StoreSli(Store(self.db_path, readonly=True)), page=self._page)
+            self.remediation.start()
+            sinks.append(self._to_remediation)
         if self.with_detection:
             self.detection = DetectionHook(self.store, alert_sinks=sinks)
             hooks.insert(0, self.detection)
@@ -123,6 +139,19 @@ class Telemetry:
         self.alerting.submit(firing + [a for a in transitions if a.fingerprint not in seen], now)
         self.alerting.tick(now)
 
+    def _to_remediation(self, transitions: list[Alert], now: float) -> None:
+        """Each alert that starts firing runs its runbooks (in the service's workers)."""
+        assert self.remediation is not None
+        for alert in transitions:
+            if alert.status is AlertStatus.FIRING:
+                self.remediation.handle(alert)
+
+    def _page(self, alert: Alert) -> None:
+        """Escalations from runbooks go to on-call like any alert (or to the log)."""
+        logger.warning("page: %s %s", alert.name, dict(alert.annotations).get("summary", ""))
+        if self.alerting is not None:
+            self.alerting.submit([alert])
+
     def follow(self, replicas: list[Replica]) -> None:
         """Point the collectors at the fleet's current replicas."""
         if self.triton is not None:
@@ -136,6 +165,9 @@ class Telemetry:
             self.engine = None
         if self.detection is not None and self.store is not None:
             self.detection.save_state(time.time())
+        if self.remediation is not None:
+            self.remediation.stop()
+            self.remediation = None
         if self.alerting is not None:
             self.alerting.stop()
             self.alerting = None

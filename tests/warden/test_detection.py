@@ -43,9 +43,9 @@ def test_drift_on_one_replica_alerts_it_alone_with_evidence(tmp_path: Path) -> N
         store.write_chains(chains(rng, t0 + sec - 1, 1, 20, "r1", queue_extra=0.012))
         hook(t0 + sec)
     firing = [a for a in hook.alerts() if a["status"] == "firing"]
-    assert {a["alertname"] for a in firing} >= {"ReplicaLatencyP99Drift"}
+    assert {a["alertname"] for a in firing} >= {"ReplicaP99Drift"}
     assert {json_label(a, "replica") for a in firing} == {"r1"}
-    drift = next(a for a in firing if a["alertname"] == "ReplicaLatencyP99Drift")
+    drift = next(a for a in firing if a["alertname"] == "ReplicaP99Drift")
     assert drift["ts"] - fault_at <= 5
     assert '"grown_stage": "queue"' in drift["annotations"]
     assert any(batch for batch in sent)
