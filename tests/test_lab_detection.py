@@ -89,6 +89,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory, oncall: OnCall):
         "replicas": 2, "router_port": 0, "router_policy": "round_robin",
         "traffic": {"kind": "constant", "rate": 60}, "traffic_models": {"synth": 1}},
         fleet={"models": ["synth"]},
+        remediation={"enabled": False},  # detection alone: no runbook may move traffic here
         alerting={"receivers": [{"name": "oncall", "url": oncall.url}],
                   "routes": [{"receiver": "oncall", "group_by": ["alertname", "replica"],
                               "group_wait_s": 0, "group_interval_s": 5}]})

@@ -102,7 +102,7 @@ class DetectionHook:
         rules: one rule per detector.
         alert_sinks: called with alert transitions (firing/resolved) and the tick time.
         max_batch: most chains read in one tick (a backlog drains over several ticks).
-        peer_ratio: a replica alerts only if its recent tail (or jitter) is this many times its
+        peer_ratio: a replica alerts only if its recent median (or jitter) is this many times its
             peers' median; with no peers, its own baseline alone decides.
         history_s: how much of a key's history fits its detectors when first seen.
     """
@@ -221,14 +221,16 @@ class DetectionHook:
         return ks
 
     def _peer_ratio(self, key: tuple[str, str], detector: str) -> float | None:
-        """This replica's recent tail (P95) or jitter over the median of its peers'.
+        """This replica's recent median latency (or jitter) over the median of its peers'.
 
         ``None`` when the model has no peer with recent data to compare against.
         """
-        stat = _jitter if detector == "variance" else _tail
-        mine = stat(self.keys[key])
+        stat = _jitter if detector == "variance" else _level
+        own = self.keys[key]
+        since = (own.recent[-1][0] if own.recent else 0.0) - PEER_FRESH_S
+        mine = stat(own, since)
         peers = [v for (m, r), ks in self.keys.items()
-                 if m == key[0] and r != key[1] and (v := stat(ks)) is not None]
+                 if m == key[0] and r != key[1] and (v := stat(ks, since)) is not None]
         if mine is None or not peers:
             return None
         base = float(np.median(peers))
@@ -277,15 +279,22 @@ class DetectionHook:
 
 
 PEER_WINDOW = 60
+PEER_FRESH_S = 30.0  # a peer that got no traffic lately (drained, rerouted) is no reference
 
 
-def _tail(ks: _KeyState) -> float | None:
-    lat = [r[2] for r in list(ks.recent)[-PEER_WINDOW:]]
-    return float(np.percentile(lat, 95)) if len(lat) >= 10 else None
+def _recent(ks: _KeyState, since: float) -> list[float]:
+    return [r[2] for r in list(ks.recent)[-PEER_WINDOW:] if r[0] >= since]
 
 
-def _jitter(ks: _KeyState) -> float | None:
-    lat = np.array([r[2] for r in list(ks.recent)[-PEER_WINDOW:]])
+def _level(ks: _KeyState, since: float) -> float | None:
+    """Median of the recent window: steady from tick to tick, unlike a tail quantile of 60
+    points, which one host stall decides (and a flickering gate would restart ``for``)."""
+    lat = _recent(ks, since)
+    return float(np.median(lat)) if len(lat) >= 10 else None
+
+
+def _jitter(ks: _KeyState, since: float) -> float | None:
+    lat = np.array(_recent(ks, since))
     return float(np.mean(np.abs(np.diff(lat)))) if len(lat) >= 10 else None
 
 
