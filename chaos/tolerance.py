@@ -37,22 +37,22 @@ def jsonpath_lite(value: Any, path: str) -> Any:
     """
     if not path.startswith("$"):
         raise ValueError(f"jsonpath must start with '$', got {path!r}")
-    rest, pos, cur = path[1:], 0, value
+    rest, pos, steps = path[1:], 0, []
     while pos < len(rest):
         m = _PATH_TOKEN.match(rest, pos)
         if m is None:
             raise ValueError(f"jsonpath {path!r}: cannot parse at {rest[pos:]!r}")
         pos = m.end()
         key, index, quoted = m.group(1), m.group(2), m.group(3)
-        if index is not None:
-            if not isinstance(cur, Sequence) or isinstance(cur, str) or int(index) >= len(cur):
+        steps.append(int(index) if index is not None else (key if key is not None else quoted))
+    cur = value
+    for step in steps:
+        if isinstance(step, int):
+            if not isinstance(cur, Sequence) or isinstance(cur, str) or step >= len(cur):
                 return _MISSING
-            cur = cur[int(index)]
-        else:
-            name = key if key is not None else quoted
-            if not isinstance(cur, Mapping) or name not in cur:
-                return _MISSING
-            cur = cur[name]
+        elif not isinstance(cur, Mapping) or step not in cur:
+            return _MISSING
+        cur = cur[step]
     return cur
 
 
