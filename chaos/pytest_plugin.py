@@ -36,7 +36,7 @@ from chaos.report import format_timeline
 from chaos.runner import Runner
 from chaos.target import LocalTarget, Target, load_target
 
-__all__ = ["ChaosEngine", "chaos_engine", "chaos_journal_dir", "chaos_lab", "chaos_target",
+__all__ = ["ChaosEngine", "chaos_containers", "chaos_engine", "chaos_journal_dir", "chaos_lab", "chaos_target",
            "pytest_addoption", "pytest_configure", "run_experiment", "warm_up"]
 
 WARMUP_REQUESTS = 8
@@ -153,3 +153,15 @@ def run_experiment(request: pytest.FixtureRequest, chaos_target: Target,
         return journal
 
     return run
+
+
+@pytest.fixture(scope="session")
+def chaos_containers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """Triton and Prometheus from their images (testcontainers); skipped without Docker."""
+    from chaos.containers import ContainerFleet, docker_unavailable
+
+    reason = docker_unavailable()
+    if reason:
+        pytest.skip(f"testcontainers flavour: {reason}")
+    with ContainerFleet(tmp_path_factory.mktemp("containers")) as fleet:
+        yield fleet

@@ -5,6 +5,7 @@ until it does, importing the fixtures here makes them available (options then ta
 """
 
 from chaos.pytest_plugin import (  # noqa: F401
+    chaos_containers,
     chaos_engine,
     chaos_journal_dir,
     chaos_lab,
