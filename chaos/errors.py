@@ -3,7 +3,7 @@
 Errors::
 
     ChaosError(Exception)
-     ├── ExperimentError(ValueError)   a bad experiment file: the message names the file and key
+     ├── ExperimentError(ValueError)   bad experiment file: the message names file and key
      ├── ActivityFailed(RuntimeError)  a probe, action or fault raised; wraps the cause
      ├── FaultUnavailable(RuntimeError) a fault cannot run on this target (says why)
      └── TargetError(ValueError)       a bad ``--target`` description

@@ -62,6 +62,12 @@ _PROVIDER = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
 Capability = Literal["detection", "remediation"]
 
 
+def _check_provider(v: str) -> str:
+    if not _PROVIDER.match(v):
+        raise ValueError(f"provider must be 'module:name', got {v!r}")
+    return v
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -83,9 +89,7 @@ class Activity(_Strict):
     @field_validator("provider")
     @classmethod
     def _provider(cls, v: str) -> str:
-        if not _PROVIDER.match(v):
-            raise ValueError(f"provider must be 'module:name', got {v!r}")
-        return v
+        return _check_provider(v)
 
     @model_validator(mode="after")
     def _name(self) -> Activity:
@@ -102,7 +106,10 @@ class Probe(_Strict):
     arguments: dict[str, Any] = Field(default_factory=dict)
     tolerance: Any
 
-    _check_provider = field_validator("provider")(Activity._provider.__func__)  # type: ignore[attr-defined]
+    @field_validator("provider")
+    @classmethod
+    def _provider(cls, v: str) -> str:
+        return _check_provider(v)
 
     @field_validator("tolerance")
     @classmethod

@@ -36,8 +36,8 @@ from chaos.report import format_timeline
 from chaos.runner import Runner
 from chaos.target import LocalTarget, Target, load_target
 
-__all__ = ["ChaosEngine", "chaos_containers", "chaos_engine", "chaos_journal_dir", "chaos_lab", "chaos_target",
-           "pytest_addoption", "pytest_configure", "run_experiment", "warm_up"]
+__all__ = ["ChaosEngine", "chaos_containers", "chaos_engine", "chaos_journal_dir", "chaos_lab",
+           "chaos_target", "pytest_addoption", "pytest_configure", "run_experiment", "warm_up"]
 
 WARMUP_REQUESTS = 8
 

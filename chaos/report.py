@@ -34,7 +34,10 @@ def format_table(journals: Sequence[Journal], extra: Sequence[str] | None = None
         head.insert(0, "run")
         rows = [[e, *r] for e, r in zip(extra, rows, strict=True)]
     widths = [max(len(str(x)) for x in col) for col in zip(head, *rows, strict=True)]
-    line = lambda r: "  ".join(str(x).ljust(w) for x, w in zip(r, widths, strict=True))  # noqa: E731
+
+    def line(r: Sequence[object]) -> str:
+        return "  ".join(str(x).ljust(w) for x, w in zip(r, widths, strict=True)).rstrip()
+
     return "\n".join([line(head), line(["-" * w for w in widths]), *map(line, rows)])
 
 

@@ -189,6 +189,10 @@ class Runner:
                 j.verdict = "aborted" if not injected else "failed"
                 j.reasons.append(f"activity failed: {exc}")
                 say(f"activity failed: {exc}")
+            except Exception as exc:  # a bug in a fault or probe: still revert, still journal
+                j.verdict = "aborted" if not injected else "failed"
+                j.reasons.append(f"runner error: {type(exc).__name__}: {exc}")
+                say(f"runner error: {type(exc).__name__}: {exc}")
             finally:
                 sig["cleaning"] = True
                 self._revert(injected, rollbacks, j, say)
@@ -314,6 +318,7 @@ class Runner:
                 j.verdict = "failed" if failed or j.reasons else "passed"
                 j.reasons += [f"{e.name}: {e.detail}" for e in failed]
         j.ended_at = self.clock()
+        j.timeline.sort(key=lambda e: e.t)
         path = j.save(self.journal_dir)
         say(f"{j.verdict.upper()} (journal {path})"
             + (f": {'; '.join(j.reasons)}" if j.reasons else ""))

@@ -94,3 +94,10 @@ class ScriptedEngine:
             (now + 0.2, "replica-p99-drift", "shift-weight", "r0", "{}", "k1", self.outcome,
              "{}", self.result),
         ])
+
+
+class CrashingFault(FileFault):
+    """A fault with a bug in ``inject`` (not an ``ActivityFailed``)."""
+
+    def inject(self) -> None:
+        1 / 0

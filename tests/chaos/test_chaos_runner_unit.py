@@ -198,3 +198,15 @@ def test_report_table_timeline_and_png(tmp_path):
     assert "fault_injected" in format_timeline(j)
     png = plot_timeline(j, tmp_path / "t.png")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_a_crashing_fault_is_journalled_and_the_others_reverted(tmp_path):
+    flag = tmp_path / "flag"
+    exp = file_experiment(flag, method=[
+        {"type": "fault", "provider": "chaos_helpers:FileFault", "arguments": {"path": str(flag)}},
+        {"type": "fault", "provider": "chaos_helpers:CrashingFault",
+         "arguments": {"path": str(tmp_path / "other")}}])
+    j = runner(tmp_path).run(exp)
+    assert j.verdict == "failed"
+    assert any("runner error: ZeroDivisionError" in r for r in j.reasons)
+    assert not flag.exists() and Journal.load(j.path).verdict == "failed"
