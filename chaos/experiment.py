@@ -125,8 +125,14 @@ class Probe(_Strict):
 
 
 class Hypothesis(_Strict):
+    """``retries`` re-checks a failed steady state before and after (never during the fault),
+    ``retry_delay_s`` apart: one blip on a shared machine should not abort an experiment, and
+    the journal keeps every attempt."""
+
     title: str = "steady state"
     probes: list[Probe] = Field(default_factory=list)
+    retries: int = Field(1, ge=0, le=10)
+    retry_delay_s: float = Field(1.0, ge=0, le=60)
 
 
 class SliSpec(_Strict):

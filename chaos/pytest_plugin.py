@@ -52,7 +52,8 @@ class ChaosEngine:
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("chaos", "Warden chaos experiments")
     group.addoption("--chaos-target", default=None,
-                    help="target file of a fleet (lab.json or written target) instead of the lab")
+                    help="the fleet instead of the local lab: a target file (lab.json or "
+                         "written target) or inline 'router=URL,r0=URL|CONTROL_URL,...'")
     group.addoption("--chaos-journal-dir", default=None, help="where journals are written")
     group.addoption("--chaos-capabilities", default="",
                     help="what runs beside the target fleet: detection,remediation")

@@ -214,6 +214,20 @@ class Runner:
             self.sleep(seconds)
 
     def _hypothesis(self, exp: Experiment, phase: str, j: Journal) -> HypothesisResult:
+        hyp = exp.steady_state_hypothesis
+        tries = 1 if phase == "during" else 1 + hyp.retries
+        for attempt in range(tries):
+            if attempt:
+                j.notes.append(f"steady state {phase}: attempt {attempt} failed "
+                               f"({j.hypotheses[-1].failures()}); retrying")
+                j.hypotheses.pop()
+                self.sleep(hyp.retry_delay_s)
+            h = self._check_once(exp, phase, j)
+            if h.ok:
+                break
+        return h
+
+    def _check_once(self, exp: Experiment, phase: str, j: Journal) -> HypothesisResult:
         results = []
         for probe in exp.steady_state_hypothesis.probes:
             try:

@@ -24,7 +24,7 @@ from typing import Any
 
 from chaos.errors import FaultUnavailable, TargetError
 
-__all__ = ["Endpoint", "LocalTarget", "Target", "UrlTarget", "load_target"]
+__all__ = ["Endpoint", "LocalTarget", "Target", "UrlTarget", "load_target", "parse_target_spec"]
 
 ACCESS_TOKEN_ENV = "WARDEN_TRITON_ACCESS_TOKEN"
 
@@ -149,11 +149,37 @@ class LocalTarget(Target):
         return bool(self.fleet.get(name).running)
 
 
+def parse_target_spec(spec: str, *, access_token: str | None = None) -> UrlTarget:
+    """An inline target: ``router=URL,r0=TRITON_URL|CONTROL_URL,r1=TRITON_URL`` (control optional).
+
+    For a staging fleet given by URLs on the command line, without writing a file.
+    """
+    replicas: dict[str, Endpoint] = {}
+    router = ""
+    for part in filter(None, (p.strip() for p in spec.split(","))):
+        name, sep, value = part.partition("=")
+        if not sep or not value.startswith("http"):
+            raise TargetError(f"target spec {spec!r}: expected NAME=URL, got {part!r}")
+        if name == "router":
+            router = value.rstrip("/")
+            continue
+        url, _, control = value.partition("|")
+        replicas[name] = Endpoint(name, url.rstrip("/"), control.rstrip("/"))
+    if not replicas and not router:
+        raise TargetError(f"target spec {spec!r} names no replica and no router")
+    token = access_token or os.environ.get(ACCESS_TOKEN_ENV, "")
+    return UrlTarget(replicas=replicas, router_url=router, access_token=token)
+
+
 def load_target(path: str | Path, *, access_token: str | None = None) -> UrlTarget:
-    """Read a target file: ``lab.json`` (:class:`warden.lab.LabInfo`) or :meth:`Target.write`.
+    """Read a target file (``lab.json`` of :class:`warden.lab.LabInfo`, or :meth:`Target.write`)
+    or, when ``path`` is not a file and holds ``NAME=URL`` pairs, an inline spec
+    (:func:`parse_target_spec`).
 
     The Triton access token comes from the argument, the file, or ``$WARDEN_TRITON_ACCESS_TOKEN``.
     """
+    if "=" in str(path) and not Path(path).exists():
+        return parse_target_spec(str(path), access_token=access_token)
     try:
         data = json.loads(Path(path).read_text())
     except (OSError, json.JSONDecodeError) as exc:

@@ -65,3 +65,26 @@ def test_revert_reverts_a_leftover(tmp_path, capsys):
     assert main(["revert", "--ledger", str(tmp_path / "l"), "--target", str(target)]) == 0
     assert not flag.exists()
     assert "reverted chaos_helpers:FileFault" in capsys.readouterr().out
+
+
+def test_inline_and_file_targets(tmp_path, monkeypatch):
+    import pytest
+
+    from chaos.errors import FaultUnavailable, TargetError
+    from chaos.target import load_target
+
+    monkeypatch.setenv("WARDEN_TRITON_ACCESS_TOKEN", "tok")
+    t = load_target("router=http://h:1,r0=http://h:2|http://h:3,r1=http://h:4/")
+    assert t.router_url == "http://h:1" and t.access_token == "tok"
+    assert (t.replica("r0").control_url, t.replica("r1").url) == ("http://h:3", "http://h:4")
+    with pytest.raises(FaultUnavailable, match="no pid known"):
+        t.kill("r0")
+    with pytest.raises(FaultUnavailable, match="only the process that owns the fleet"):
+        t.restart("r0")
+    with pytest.raises(TargetError, match="expected NAME=URL"):
+        load_target("r0=ftp://x")
+    lab = tmp_path / "lab.json"
+    lab.write_text(json.dumps({"router_url": "http://h:1", "replicas": {
+        "r0": {"url": "http://h:2", "control_url": "http://h:3", "pid": 12345}}}))
+    t2 = load_target(lab, access_token="a")
+    assert t2.replica("r0").pid == 12345 and t2.access_token == "a"

@@ -59,6 +59,7 @@ def test_steady_state_not_met_before_injects_nothing(tmp_path):
     assert j.verdict == "aborted"
     assert "did not hold before" in j.reasons[0] and "flag absent" in j.reasons[0]
     assert flag.read_text() == "already"  # the fault never ran, nothing was reverted
+    assert any("retrying" in n for n in j.notes)
     assert not j.faults
 
 
