@@ -13,8 +13,9 @@ Register with ``pytest_plugins = ["chaos.pytest_plugin"]`` in the root ``conftes
   default (no engine yet); override this fixture where an engine runs, or pass
   ``--chaos-capabilities`` and ``--chaos-db`` for a staging fleet whose engine runs already.
 * ``run_experiment``: ``run_experiment(path_or_experiment) -> Journal``. Skips with the reason
-  when the experiment requires what the engine lacks or a fault cannot run here; fails the test
-  with the journal's path, the reason and its timeline when the verdict is not ``passed``.
+  (and still writes a "skipped" journal) when the experiment requires what the engine lacks or
+  a fault cannot run here; fails the test with the journal's path, the reason and its timeline
+  when the verdict is not ``passed``.
 
 Journals go to ``--chaos-journal-dir`` (default: a session temp dir), one file per run; the
 path is attached to the test report (``user_properties``).
@@ -139,16 +140,14 @@ def run_experiment(request: pytest.FixtureRequest, chaos_target: Target,
                    ) -> Callable[..., Journal]:
     def run(experiment: str | Path | Experiment, *, expect: str = "passed") -> Journal:
         exp = experiment if isinstance(experiment, Experiment) else load_experiment(experiment)
-        missing = sorted(set(exp.requires) - chaos_engine.capabilities)
-        if missing:
-            pytest.skip(f"{exp.title}: requires {', '.join(missing)}; no Warden engine with "
-                        f"that runs beside this target (override the chaos_engine fixture)")
         runner = Runner(chaos_target, journal_dir=chaos_journal_dir, store=chaos_engine.store,
                         capabilities=chaos_engine.capabilities)
         journal = runner.run(exp)
         request.node.user_properties.append(("chaos_journal", journal.path))
         if journal.verdict == "skipped" and expect != "skipped":
-            pytest.skip("; ".join(journal.reasons))
+            hint = (" (no Warden engine runs beside this target: override the chaos_engine "
+                    "fixture)" if set(exp.requires) - chaos_engine.capabilities else "")
+            pytest.skip(f"{exp.title}: {'; '.join(journal.reasons)}{hint}")
         if journal.verdict != expect:
             pytest.fail(f"{journal.summary()}\n{format_timeline(journal)}", pytrace=False)
         return journal
