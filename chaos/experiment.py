@@ -140,8 +140,11 @@ class SliSpec(_Strict):
 
     ``via`` is ``router`` or a replica name; each window sends ``requests`` sequential requests
     and violates when its P99 exceeds ``threshold_ms`` or its error ratio ``max_error_ratio``.
+    ``source: store`` reads the windows from the store's traced request chains instead (the
+    lab's own traffic, as the engine sees it; ``via`` then filters by replica unless ``router``).
     """
 
+    source: Literal["probe", "store"] = "probe"
     model: str = "synth"
     via: str = "router"
     threshold_ms: float = Field(100.0, gt=0)

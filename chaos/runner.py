@@ -29,14 +29,14 @@ from pathlib import Path
 from typing import Any
 
 from chaos.activity import build_fault, call_provider, resolve, validate_call
-from chaos.errors import ActivityFailed, FaultUnavailable
+from chaos.errors import ActivityFailed, ExperimentError, FaultUnavailable
 from chaos.expectations import evaluate
 from chaos.experiment import Activity, Experiment
 from chaos.faults.base import Fault
 from chaos.journal import HypothesisResult, Journal, ProbeResult
 from chaos.ledger import Ledger, revert_leftovers
 from chaos.observed import StoreObserver
-from chaos.sli import SliSampler
+from chaos.sli import SliSampler, StoreSli
 from chaos.target import Target
 from chaos.tolerance import check_tolerance
 
@@ -114,8 +114,11 @@ class Runner:
                 else:
                     validate_call(resolve(act.provider, where), act.arguments, where)
                     planned[section].append((act, None))
-        if exp.sli and exp.sli.via != "router":
+        if exp.sli and exp.sli.via != "router" and exp.sli.source == "probe":
             self.target.replica(exp.sli.via)
+        if exp.sli and exp.sli.source == "store" and self.store is None:
+            raise ExperimentError(f"{src}: sli.source is 'store' but the runner has no store "
+                                  "(pass --db, or run with the engine's store)")
         return planned
 
     # -- one run -----------------------------------------------------------------------------------
@@ -146,7 +149,11 @@ class Runner:
                 return self._finish(j, say)
 
         injected: list[tuple[str, Activity, Fault]] = []
-        sampler = SliSampler(exp.sli, self.target, clock=self.clock) if exp.sli else None
+        sampler: SliSampler | StoreSli | None = None
+        if exp.sli and exp.sli.source == "store":
+            sampler = StoreSli(exp.sli, self.store, clock=self.clock)
+        elif exp.sli:
+            sampler = SliSampler(exp.sli, self.target, clock=self.clock)
         observer = StoreObserver(self.store) if self.store is not None else None
         with _interrupts_as_keyboard() as sig:
             try:
@@ -243,7 +250,7 @@ class Runner:
         j.event(f"hypothesis_{phase}", "holds" if h.ok else f"broken: {h.failures()}")
         return h
 
-    def _watch(self, exp: Experiment, j: Journal, sampler: SliSampler | None,
+    def _watch(self, exp: Experiment, j: Journal, sampler: SliSampler | StoreSli | None,
                observer: StoreObserver | None, say: Callable[[str], None]) -> None:
         w = exp.watch
         start = self.clock()
@@ -311,17 +318,20 @@ class Runner:
             except Exception as exc:
                 j.reasons.append(f"rollback {act.name} failed: {exc}")
 
-    def _wait_windows(self, sampler: SliSampler, n: int) -> None:
+    def _wait_windows(self, sampler: SliSampler | StoreSli, n: int) -> None:
+        if isinstance(sampler, StoreSli):
+            return
         deadline = time.monotonic() + RECOVER_TIMEOUT_S
         while len(sampler.snapshot()) < n and time.monotonic() < deadline:
             time.sleep(0.1)
 
-    def _wait_recovery(self, sampler: SliSampler, t0: float) -> None:
+    def _wait_recovery(self, sampler: SliSampler | StoreSli, t0: float) -> None:
         deadline = time.monotonic() + RECOVER_TIMEOUT_S
         while not sampler.recovered(t0) and time.monotonic() < deadline:
             time.sleep(0.2)
 
-    def _finish(self, j: Journal, say: Callable[[str], None], sampler: SliSampler | None = None,
+    def _finish(self, j: Journal, say: Callable[[str], None],
+                sampler: SliSampler | StoreSli | None = None,
                 exp: Experiment | None = None) -> Journal:
         if sampler is not None:
             j.sli = sampler.stop()

@@ -15,6 +15,7 @@ import math
 import threading
 import time
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import httpx
 import numpy as np
@@ -24,7 +25,8 @@ from chaos.experiment import SliSpec
 from chaos.probes import infer_once
 from chaos.target import Target
 
-__all__ = ["SliSampler", "SliWindow", "slo_violation_s", "time_to_recover_s"]
+__all__ = ["SliSampler", "SliWindow", "StoreSli", "slo_violation_s", "store_windows",
+           "time_to_recover_s"]
 
 
 class SliWindow(BaseModel):
@@ -112,6 +114,50 @@ class SliSampler:
                                    violating=p99 > s.threshold_ms or err > s.max_error_ratio)
                 with self._lock:
                     self.windows.append(window)
+
+    def recovered(self, t0: float) -> bool:
+        ttr, _ = time_to_recover_s(self.snapshot(), t0, self.spec.recover_windows)
+        return ttr is not None
+
+
+def store_windows(store: Any, spec: SliSpec, start: float, end: float) -> list[SliWindow]:
+    """SLI windows from traced request chains in the store (``Store.chains``), ``window_s``
+    wide, aligned to ``start``; windows with no request are left out (no traffic, no verdict)."""
+    replica = None if spec.via == "router" else spec.via
+    df = store.chains(start, end, model=spec.model, replica=replica)
+    if df.empty:
+        return []
+    out = []
+    idx = ((df["ts"].astype(float) - start) // spec.window_s).astype(int)
+    for i, group in df.groupby(idx, sort=True):
+        ok = group[~group["error"]]
+        lat = ok["latency_s"].astype(float).to_numpy() * 1e3
+        p99 = float(np.percentile(lat, 99)) if len(lat) else math.inf
+        err = float(group["error"].mean())
+        w0 = start + int(i) * spec.window_s
+        out.append(SliWindow(start=w0, end=w0 + spec.window_s, p99_ms=p99, error_ratio=err,
+                             n=len(group), violating=p99 > spec.threshold_ms
+                             or err > spec.max_error_ratio))
+    return out
+
+
+class StoreSli:
+    """The :class:`SliSampler` interface over the store: nothing to run, windows on request."""
+
+    def __init__(self, spec: SliSpec, store: Any, *,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.spec, self.store, self.clock = spec, store, clock
+        self._start = clock()
+
+    def start(self) -> StoreSli:
+        self._start = self.clock()
+        return self
+
+    def snapshot(self) -> list[SliWindow]:
+        return store_windows(self.store, self.spec, self._start, self.clock())
+
+    def stop(self) -> list[SliWindow]:
+        return self.snapshot()
 
     def recovered(self, t0: float) -> bool:
         ttr, _ = time_to_recover_s(self.snapshot(), t0, self.spec.recover_windows)

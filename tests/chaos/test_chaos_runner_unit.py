@@ -211,3 +211,41 @@ def test_a_crashing_fault_is_journalled_and_the_others_reverted(tmp_path):
     assert j.verdict == "failed"
     assert any("runner error: ZeroDivisionError" in r for r in j.reasons)
     assert not flag.exists() and Journal.load(j.path).verdict == "failed"
+
+
+def test_sli_from_the_stores_request_chains(tmp_path):
+    """source: store measures the traffic the engine saw: here chains slowed while the fault is
+    in, written by a thread as the trace pipeline would."""
+    from warden.records import RequestChain
+
+    flag = tmp_path / "flag"
+    store = Store(tmp_path / "w.db")
+    stop = threading.Event()
+
+    def traffic():
+        i = 0
+        while not stop.is_set():
+            slow = flag.exists()
+            store.write_chains([RequestChain(trace_id=f"t{i}", ts=time.time(), model="synth",
+                                             variant="full", replica="r0",
+                                             latency_s=0.4 if slow else 0.01, stages={})])
+            i += 1
+            time.sleep(0.02)
+
+    thread = threading.Thread(target=traffic, daemon=True)
+    thread.start()
+    try:
+        exp = file_experiment(flag, sli={"source": "store", "via": "r0", "threshold_ms": 100,
+                                         "window_s": 0.25},
+                              watch={"duration_s": 1.0, "poll_s": 0.05},
+                              expectations={"hypothesis_during": "breaks",
+                                            "min_slo_violation_s": 0.5})
+        j = runner(tmp_path, store=store).run(exp)
+    finally:
+        stop.set()
+        thread.join()
+    assert j.verdict == "passed", j.reasons
+    assert 0.5 <= j.slo_violation_s <= 3
+    assert j.time_to_recover_s is not None and any(not w.violating for w in j.sli)
+    with pytest.raises(ExperimentError, match="sli.source is 'store'"):
+        runner(tmp_path).run(exp)
