@@ -29,7 +29,7 @@ sys.path.insert(0, str(ROOT))
 from chaos.activity import resolve  # noqa: E402
 from chaos.experiment import Experiment, load_experiment  # noqa: E402
 from chaos.journal import Journal  # noqa: E402
-from chaos.pytest_plugin import warm_up  # noqa: E402
+from chaos.probes import warm_up  # noqa: E402
 from chaos.report import format_table  # noqa: E402
 from chaos.runner import Runner  # noqa: E402
 from chaos.target import LocalTarget  # noqa: E402

@@ -42,6 +42,9 @@ def _run(args: argparse.Namespace) -> int:
             lab.start()
             target = LocalTarget(lab.fleet, router_url=lab.router_url,
                                  db_path=str(lab.config.db_path))
+            from chaos.probes import warm_up
+
+            warm_up(target, tuple(lab.config.fleet.models))
         store = None
         db = args.db or target.db_path
         if db and Path(db).exists():

@@ -46,8 +46,8 @@ from chaos.errors import ExperimentError
 from chaos.tolerance import validate_tolerance
 
 __all__ = [
-    "Activity",
     "ActionExpectation",
+    "Activity",
     "AlertExpectation",
     "Expectations",
     "Experiment",
@@ -56,6 +56,7 @@ __all__ = [
     "SliSpec",
     "WatchSpec",
     "load_experiment",
+    "parse_experiment",
 ]
 
 _PROVIDER = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")

@@ -19,15 +19,16 @@ import numpy as np
 from chaos.target import Target
 
 __all__ = [
+    "error_ratio",
     "faults_cleared",
     "gpu_fault_state",
     "gpu_reading",
     "infer_once",
     "infer_sample",
     "latency_p99_ms",
-    "error_ratio",
     "model_ready",
     "replica_running",
+    "warm_up",
 ]
 
 _INPUTS = {"synth": ("x", 4), "mlp": ("x", 16)}
@@ -125,3 +126,13 @@ def gpu_reading(target: Target, *, replica: str, field: str, timeout_s: float = 
         return float(reading[field])  # type: ignore[index]
     except (TypeError, KeyError, ValueError):
         return math.nan
+
+
+def warm_up(target: Target, models: tuple[str, ...] = ("synth",), requests: int = 8) -> None:
+    """A few requests per replica and model, so no steady state is judged on a cold request
+    (the first inference on a fresh replica takes ~100 ms here, against ~15 ms warm)."""
+    with httpx.Client() as client:
+        for ep in target.replicas.values():
+            for model in models:
+                for _ in range(requests):
+                    infer_once(client, ep.url, model, 10.0)

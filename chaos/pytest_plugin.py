@@ -33,15 +33,13 @@ import pytest
 
 from chaos.experiment import Experiment, load_experiment
 from chaos.journal import Journal
+from chaos.probes import warm_up
 from chaos.report import format_timeline
 from chaos.runner import Runner
 from chaos.target import LocalTarget, Target, load_target
 
 __all__ = ["ChaosEngine", "chaos_containers", "chaos_engine", "chaos_journal_dir", "chaos_lab",
-           "chaos_target", "pytest_addoption", "pytest_configure", "run_experiment", "warm_up"]
-
-WARMUP_REQUESTS = 8
-
+           "chaos_target", "pytest_addoption", "pytest_configure", "run_experiment"]
 
 @dataclass
 class ChaosEngine:
@@ -70,19 +68,6 @@ def _opt(config: pytest.Config, name: str, default: Any = None) -> Any:
         return config.getoption(name)
     except ValueError:  # plugin fixtures imported without the plugin's options
         return default
-
-
-def warm_up(target: Target, models: tuple[str, ...] = ("synth",)) -> None:
-    """A few requests per replica so the first measured request is not a cold one."""
-    import httpx
-
-    from chaos.probes import infer_once
-
-    with httpx.Client() as client:
-        for ep in target.replicas.values():
-            for model in models:
-                for _ in range(WARMUP_REQUESTS):
-                    infer_once(client, ep.url, model, 10.0)
 
 
 @pytest.fixture(scope="session")
