@@ -10,8 +10,9 @@ Register with ``pytest_plugins = ["chaos.pytest_plugin"]`` in the root ``conftes
   against staging.
 * ``chaos_engine`` (session): what runs beside the fleet, as :class:`ChaosEngine`: the
   capabilities (``detection``, ``remediation``) and the store the expectations read. Empty by
-  default (no engine yet); override this fixture where an engine runs, or pass
-  ``--chaos-capabilities`` and ``--chaos-db`` for a staging fleet whose engine runs already.
+  default (no engine yet). ``--chaos-engine module:func`` starts one beside the local lab
+  (``func(lab, db_path)`` is a context manager yielding a ``ChaosEngine``); for a staging fleet
+  whose engine runs already, pass ``--chaos-capabilities`` and ``--chaos-db``; or override it.
 * ``run_experiment``: ``run_experiment(path_or_experiment) -> Journal``. Skips with the reason
   (and still writes a "skipped" journal) when the experiment requires what the engine lacks or
   a fault cannot run here; fails the test with the journal's path, the reason and its timeline
@@ -57,6 +58,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--chaos-capabilities", default="",
                     help="what runs beside the target fleet: detection,remediation")
     group.addoption("--chaos-db", default=None, help="the Warden store of the target's engine")
+    group.addoption("--chaos-engine", default=None,
+                    help="module:func(lab, db_path) -> context manager yielding a ChaosEngine: "
+                         "starts detection/remediation beside the local lab")
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -101,7 +105,18 @@ def chaos_target(request: pytest.FixtureRequest, chaos_lab: Any) -> Target:
 
 
 @pytest.fixture(scope="session")
-def chaos_engine(request: pytest.FixtureRequest) -> ChaosEngine:
+def chaos_engine(request: pytest.FixtureRequest) -> Iterator[ChaosEngine]:
+    factory = _opt(request.config, "--chaos-engine")
+    if factory:
+        from chaos.activity import resolve
+
+        lab = request.getfixturevalue("chaos_lab")
+        if lab is None:
+            raise pytest.UsageError("--chaos-engine starts an engine beside the local lab; "
+                                    "with --chaos-target use --chaos-capabilities/--chaos-db")
+        with resolve(factory, "--chaos-engine")(lab, lab.config.db_path) as engine:
+            yield engine
+        return
     caps = frozenset(c for c in (_opt(request.config, "--chaos-capabilities", "") or "")
                      .split(",") if c)
     db = _opt(request.config, "--chaos-db")
@@ -110,7 +125,7 @@ def chaos_engine(request: pytest.FixtureRequest) -> ChaosEngine:
         from warden.store import Store
 
         store = Store(db, readonly=True)
-    return ChaosEngine(capabilities=caps, store=store)
+    yield ChaosEngine(capabilities=caps, store=store)
 
 
 @pytest.fixture(scope="session")

@@ -6,9 +6,11 @@ inject/revert/ledger logic is tested without a fleet.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from pathlib import Path
+from collections.abc import Iterator
 from typing import Any
 
 from chaos.faults.base import Fault
@@ -101,3 +103,11 @@ class CrashingFault(FileFault):
 
     def inject(self) -> None:
         1 / 0
+
+
+@contextlib.contextmanager
+def scripted_engine(lab: Any, db_path: Path) -> Iterator[Any]:
+    """A ``--chaos-engine`` factory for the plugin test: declares the capabilities only."""
+    from chaos.pytest_plugin import ChaosEngine
+
+    yield ChaosEngine(capabilities=frozenset({"detection", "remediation"}))

@@ -71,3 +71,19 @@ def test_plugin_passes_fails_with_journal_and_skips_with_reason(tmp_path):
     assert f"journal {journals}" in out
     assert "requires remediation" in out and "override the chaos_engine fixture" in out
     assert len(list(journals.glob("*.json"))) == 3  # green, red and skipped all journalled
+
+
+def test_chaos_engine_option_needs_the_local_lab(tmp_path):
+    """--chaos-engine with --chaos-target is a usage error, said before anything runs."""
+    (tmp_path / "test_x.py").write_text("def test_x(chaos_engine):\n    pass\n")
+    target = tmp_path / "t.json"
+    target.write_text('{"replicas": {}}')
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(Path(__file__).parent)])}
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "chaos.pytest_plugin", "-q", "-p",
+         "no:cacheprovider", "-c", "/dev/null", "--rootdir", str(tmp_path),
+         "--chaos-target", str(target), "--chaos-engine", "chaos_helpers:scripted_engine",
+         str(tmp_path / "test_x.py")], capture_output=True, text=True, env=env, timeout=60,
+        cwd=tmp_path)
+    assert proc.returncode != 0
+    assert "--chaos-engine starts an engine beside the local lab" in proc.stdout + proc.stderr
