@@ -1,0 +1,167 @@
+"""The chaos suite as pytest tests: ``@pytest.mark.chaos`` and fixtures for the lab and runs.
+
+Register with ``pytest_plugins = ["chaos.pytest_plugin"]`` in the root ``conftest.py`` (or
+``-p chaos.pytest_plugin``). Fixtures:
+
+* ``chaos_lab`` (session): the local lab (real Triton replicas and the router), started once,
+  warmed up, always stopped; ``None`` when ``--chaos-target`` points elsewhere.
+* ``chaos_target`` (session): the :class:`~chaos.target.Target`: the local lab, or the fleet in
+  the ``--chaos-target`` file (``lab.json`` or a written target), so the same suite runs
+  against staging.
+* ``chaos_engine`` (session): what runs beside the fleet, as :class:`ChaosEngine`: the
+  capabilities (``detection``, ``remediation``) and the store the expectations read. Empty by
+  default (no engine yet). ``--chaos-engine module:func`` starts one beside the local lab
+  (``func(lab, db_path)`` is a context manager yielding a ``ChaosEngine``); for a staging fleet
+  whose engine runs already, pass ``--chaos-capabilities`` and ``--chaos-db``; or override it.
+* ``run_experiment``: ``run_experiment(path_or_experiment) -> Journal``. Skips with the reason
+  (and still writes a "skipped" journal) when the experiment requires what the engine lacks or
+  a fault cannot run here; fails the test with the journal's path, the reason and its timeline
+  when the verdict is not ``passed``.
+
+Journals go to ``--chaos-journal-dir`` (default: a session temp dir), one file per run; the
+path is attached to the test report (``user_properties``).
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from chaos.experiment import Experiment, load_experiment
+from chaos.journal import Journal
+from chaos.probes import warm_up
+from chaos.report import format_timeline
+from chaos.runner import Runner
+from chaos.target import LocalTarget, Target, load_target
+
+__all__ = ["ChaosEngine", "chaos_containers", "chaos_engine", "chaos_journal_dir", "chaos_lab",
+           "chaos_target", "pytest_addoption", "pytest_configure", "run_experiment"]
+
+@dataclass
+class ChaosEngine:
+    capabilities: frozenset[str] = frozenset()
+    store: Any | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("chaos", "Warden chaos experiments")
+    group.addoption("--chaos-target", default=None,
+                    help="the fleet instead of the local lab: a target file (lab.json or "
+                         "written target) or inline 'router=URL,r0=URL|CONTROL_URL,...'")
+    group.addoption("--chaos-journal-dir", default=None, help="where journals are written")
+    group.addoption("--chaos-capabilities", default="",
+                    help="what runs beside the target fleet: detection,remediation")
+    group.addoption("--chaos-db", default=None, help="the Warden store of the target's engine")
+    group.addoption("--chaos-engine", default=None,
+                    help="module:func(lab, db_path) -> context manager yielding a ChaosEngine: "
+                         "starts detection/remediation beside the local lab")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "chaos: chaos experiments on the local lab or a target")
+
+
+def _opt(config: pytest.Config, name: str, default: Any = None) -> Any:
+    try:
+        return config.getoption(name)
+    except ValueError:  # plugin fixtures imported without the plugin's options
+        return default
+
+
+@pytest.fixture(scope="session")
+def chaos_lab(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+              ) -> Iterator[Any]:
+    if _opt(request.config, "--chaos-target"):
+        yield None
+        return
+    from warden.config import WardenConfig
+    from warden.lab import Lab
+
+    home = tmp_path_factory.mktemp("chaos-lab")
+    config = WardenConfig.model_validate({"home": str(home),
+                                          "lab": {"replicas": 2, "router_port": 0},
+                                          "fleet": {"models": ["synth"]}})
+    with Lab(config, with_traffic=False) as lab:
+        yield lab
+
+
+@pytest.fixture(scope="session")
+def chaos_target(request: pytest.FixtureRequest, chaos_lab: Any) -> Target:
+    path = _opt(request.config, "--chaos-target")
+    target: Target
+    if path:
+        target = load_target(path)
+    else:
+        target = LocalTarget(chaos_lab.fleet, router_url=chaos_lab.router_url,
+                             db_path=str(chaos_lab.config.db_path))
+    warm_up(target)
+    return target
+
+
+@pytest.fixture(scope="session")
+def chaos_engine(request: pytest.FixtureRequest) -> Iterator[ChaosEngine]:
+    factory = _opt(request.config, "--chaos-engine")
+    if factory:
+        from chaos.activity import resolve
+
+        lab = request.getfixturevalue("chaos_lab")
+        if lab is None:
+            raise pytest.UsageError("--chaos-engine starts an engine beside the local lab; "
+                                    "with --chaos-target use --chaos-capabilities/--chaos-db")
+        with resolve(factory, "--chaos-engine")(lab, lab.config.db_path) as engine:
+            yield engine
+        return
+    caps = frozenset(c for c in (_opt(request.config, "--chaos-capabilities", "") or "")
+                     .split(",") if c)
+    db = _opt(request.config, "--chaos-db")
+    store = None
+    if db:
+        from warden.store import Store
+
+        store = Store(db, readonly=True)
+    yield ChaosEngine(capabilities=caps, store=store)
+
+
+@pytest.fixture(scope="session")
+def chaos_journal_dir(request: pytest.FixtureRequest) -> Path:
+    path = _opt(request.config, "--chaos-journal-dir")
+    return Path(path) if path else Path(tempfile.mkdtemp(prefix="chaos-journals-"))
+
+
+@pytest.fixture
+def run_experiment(request: pytest.FixtureRequest, chaos_target: Target,
+                   chaos_engine: ChaosEngine, chaos_journal_dir: Path
+                   ) -> Callable[..., Journal]:
+    def run(experiment: str | Path | Experiment, *, expect: str = "passed") -> Journal:
+        exp = experiment if isinstance(experiment, Experiment) else load_experiment(experiment)
+        runner = Runner(chaos_target, journal_dir=chaos_journal_dir, store=chaos_engine.store,
+                        capabilities=chaos_engine.capabilities)
+        journal = runner.run(exp)
+        request.node.user_properties.append(("chaos_journal", journal.path))
+        if journal.verdict == "skipped" and expect != "skipped":
+            hint = (" (no Warden engine runs beside this target: override the chaos_engine "
+                    "fixture)" if set(exp.requires) - chaos_engine.capabilities else "")
+            pytest.skip(f"{exp.title}: {'; '.join(journal.reasons)}{hint}")
+        if journal.verdict != expect:
+            pytest.fail(f"{journal.summary()}\n{format_timeline(journal)}", pytrace=False)
+        return journal
+
+    return run
+
+
+@pytest.fixture(scope="session")
+def chaos_containers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """Triton and Prometheus from their images (testcontainers); skipped without Docker."""
+    from chaos.containers import ContainerFleet, docker_unavailable
+
+    reason = docker_unavailable()
+    if reason:
+        pytest.skip(f"testcontainers flavour: {reason}")
+    with ContainerFleet(tmp_path_factory.mktemp("containers")) as fleet:
+        yield fleet
