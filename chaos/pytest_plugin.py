@@ -24,7 +24,6 @@ path is attached to the test report (``user_properties``).
 
 from __future__ import annotations
 
-import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -86,7 +85,10 @@ def chaos_lab(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathF
     home = tmp_path_factory.mktemp("chaos-lab")
     config = WardenConfig.model_validate({"home": str(home),
                                           "lab": {"replicas": 2, "router_port": 0},
-                                          "fleet": {"models": ["synth"]}})
+                                          "fleet": {"models": ["synth"]},
+                                          # Faults alone: runbooks must not move traffic while
+                                          # an experiment measures; --chaos-engine adds them.
+                                          "remediation": {"enabled": False}})
     with Lab(config, with_traffic=False) as lab:
         yield lab
 
@@ -131,7 +133,8 @@ def chaos_engine(request: pytest.FixtureRequest) -> Iterator[ChaosEngine]:
 @pytest.fixture(scope="session")
 def chaos_journal_dir(request: pytest.FixtureRequest) -> Path:
     path = _opt(request.config, "--chaos-journal-dir")
-    return Path(path) if path else Path(tempfile.mkdtemp(prefix="chaos-journals-"))
+    # Default under the repo's artifacts/ (ignored by git), so CI keeps every journal.
+    return Path(path) if path else request.config.rootpath / "artifacts" / "chaos-journals"
 
 
 @pytest.fixture

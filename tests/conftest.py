@@ -9,6 +9,8 @@ import pytest
 
 from serving.fleet import Fleet, FleetConfig
 
+pytest_plugins = ["chaos.pytest_plugin"]
+
 
 @pytest.fixture(scope="session")
 def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:

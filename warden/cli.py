@@ -17,6 +17,7 @@ __all__ = ["build_parser", "main"]
 
 COMMAND_MODULES: tuple[str, ...] = (
     "anomaly.cli",
+    "chaos.cli",
     "collectors.cli",
     "collectors.trace_cli",
     "remediation.cli",
