@@ -43,7 +43,7 @@ class AlertRule:
 
 
 DEFAULT_RULES: tuple[AlertRule, ...] = (
-    AlertRule("ReplicaP99Drift", "p99_drift", severity="critical", for_s=3.0,
+    AlertRule("ReplicaP99Drift", "p99_drift", severity="critical", for_s=2.0,
               summary="P99 latency drifted above its learned baseline"),
     AlertRule("ReplicaLatencyJitter", "variance", severity="warning", for_s=3.0,
               summary="latency variance (jitter) widened against its baseline"),

@@ -3,86 +3,95 @@
 Why: in one process with a load generator, an engine loop or collectors, every socket call the
 router makes waits for the GIL, and its added latency grows from well under a millisecond to
 several. ``RouterThread`` is right for tests and small labs; this is for measuring and for labs
-under load. The child is started with ``spawn`` (no inherited locks or event loops), talks back
-only its port, and is controlled through the HTTP admin API like any remote router. Tracing in the
-child needs an OTLP endpoint (a ``TracerProvider`` cannot cross a process boundary).
+under load.
+
+The child is ``python -m serving.router.cli`` (the ``warden router`` command) given a config
+file: a plain subprocess rather than ``multiprocessing``, whose ``spawn`` start method re-imports
+the caller's ``__main__`` and so breaks any script that builds a lab without an
+``if __name__ == "__main__"`` guard. The child prints its URL once it serves; it is controlled
+through the HTTP admin API like any remote router, and SIGTERM stops it. Tracing in the child
+needs an OTLP endpoint (a ``TracerProvider`` cannot cross a process boundary).
 """
 
 from __future__ import annotations
 
-import multiprocessing as mp
-from typing import Any, Self
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+from pathlib import Path
+from typing import Self
 
 from serving.router.config import RouterConfig
 
 __all__ = ["RouterProcess"]
 
-
-def _child_main(conn: Any, config: dict[str, Any], host: str, port: int,
-                otlp_endpoint: str | None, use_uvloop: bool | None) -> None:
-    from prometheus_client import CollectorRegistry
-
-    from serving.router.thread import RouterThread
-    from serving.router.tracing import make_tracer_provider
-
-    provider = make_tracer_provider(otlp_endpoint=otlp_endpoint) if otlp_endpoint else None
-    try:
-        handle = RouterThread(RouterConfig.model_validate(config), CollectorRegistry(),
-                              host=host, port=port, tracer_provider=provider,
-                              use_uvloop=use_uvloop)
-    except BaseException as exc:  # report start failures (port in use...) to the parent
-        conn.send(("error", f"{type(exc).__name__}: {exc}"))
-        return
-    conn.send(("ok", handle.port))
-    try:
-        conn.recv()  # any message, or EOF when the parent dies, means stop
-    except EOFError:
-        pass
-    finally:
-        handle.stop()
-        if provider is not None:
-            provider.shutdown()
+_READY_PREFIX = "warden router listening on "
 
 
 class RouterProcess:
     """A router in a child process. ``url``, ``pid``, ``stop()``; a context manager."""
 
     def __init__(self, config: RouterConfig, *, host: str = "127.0.0.1", port: int = 0,
-                 otlp_endpoint: str | None = None, use_uvloop: bool | None = False,
-                 start_timeout_s: float = 30.0) -> None:
-        ctx = mp.get_context("spawn")
-        self._conn, child = ctx.Pipe()
-        self._proc = ctx.Process(
-            target=_child_main, name="warden-router", daemon=True,
-            args=(child, config.model_dump(mode="json"), host, port, otlp_endpoint, use_uvloop))
-        self._proc.start()
-        child.close()
-        if not self._conn.poll(start_timeout_s):
+                 otlp_endpoint: str | None = None, start_timeout_s: float = 30.0) -> None:
+        self._dir = tempfile.TemporaryDirectory(prefix="warden-router-")
+        cfg = Path(self._dir.name) / "router.json"  # JSON is YAML: the CLI reads either
+        cfg.write_text(json.dumps(config.model_dump(mode="json")))
+        cmd = [sys.executable, "-m", "serving.router.cli", "--config", str(cfg),
+               "--host", host, "--port", str(port)]
+        if otlp_endpoint:
+            cmd += ["--otlp-endpoint", otlp_endpoint]
+        root = str(Path(__file__).resolve().parents[2])
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+            p for p in (root, os.environ.get("PYTHONPATH", "")) if p)}
+        self._proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                      text=True, env=env, start_new_session=True)
+        self.url = self._wait_ready(start_timeout_s)
+        self.port = int(self.url.rsplit(":", 1)[1])
+        # Keep draining the child's output so a chatty router never blocks on a full pipe.
+        threading.Thread(target=self._drain, daemon=True).start()
+
+    def _wait_ready(self, timeout_s: float) -> str:
+        lines: list[str] = []
+        result: dict[str, str] = {}
+
+        def read() -> None:
+            assert self._proc.stdout is not None
+            for line in self._proc.stdout:
+                lines.append(line)
+                if line.startswith(_READY_PREFIX):
+                    result["url"] = line[len(_READY_PREFIX):].strip()
+                    return
+
+        reader = threading.Thread(target=read, daemon=True)
+        reader.start()
+        reader.join(timeout_s)
+        if "url" not in result:
             self.stop()
-            raise TimeoutError(f"router process did not start within {start_timeout_s} s")
-        status, value = self._conn.recv()
-        if status != "ok":
-            self.stop()
-            raise RuntimeError(f"router process failed to start: {value}")
-        self.port: int = value
-        self.url = f"http://{host}:{self.port}"
+            raise RuntimeError("router process failed to start:\n" + "".join(lines)[-2000:])
+        return result["url"]
+
+    def _drain(self) -> None:
+        if self._proc.stdout is not None:
+            for _ in self._proc.stdout:
+                pass
 
     @property
     def pid(self) -> int | None:
         return self._proc.pid
 
     def stop(self, timeout_s: float = 10.0) -> None:
-        """Ask the child to stop, then terminate it if it does not. Safe to call twice."""
-        if self._proc.is_alive():
+        """SIGTERM, then SIGKILL if it does not go. Safe to call twice."""
+        if self._proc.poll() is None:
+            self._proc.terminate()
             try:
-                self._conn.send("stop")
-            except OSError:
-                pass
-            self._proc.join(timeout_s)
-            if self._proc.is_alive():
-                self._proc.terminate()
-                self._proc.join(5)
-        self._conn.close()
+                self._proc.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+                self._proc.wait(5)
+        self._dir.cleanup()
 
     def __enter__(self) -> Self:
         return self
