@@ -69,10 +69,9 @@ AlertSink = Callable[[list[Alert], float], None]
 DEFAULT_DETECTORS: dict[str, dict[str, Any]] = {
     # A P99 needs a few hundred points before it means anything: with fewer, the seeded
     # baseline's tail is the sample maximum's noise and ordinary requests look like drift.
-    # h=30: about ten exceedances in a row before the score reaches 0.5, so a one-second
-    # hiccup of the whole host (measured here under load) does not page, while a doubled
-    # latency at 30 req/s still crosses in well under a second.
-    "p99_drift": {"min_points": 300, "h": 30.0},
+    # h=15: five exceedances in a row reach 0.5, or a sustained 10% exceedance rate in about
+    # 150 points; host-wide stalls are kept out by the peer comparison, not by a high h.
+    "p99_drift": {"min_points": 300, "h": 15.0},
     "variance": {"min_points": 300},
 }
 
