@@ -1,0 +1,233 @@
+"""Fast reads for the dashboard: aggregate in SQL, downsample long series, never load a day raw.
+
+Why not the store's generic readers everywhere: :meth:`Store.series` turns every sample into a
+Python row, which for a day of 1 s samples on ten replicas is millions of objects and seconds of
+work per page. Here SQLite does the averaging per time bucket and per series, and pandas only
+sees a few hundred points per line. Each function takes the store and a time range in Unix
+seconds and returns a DataFrame with fixed columns, empty when nothing matches; a table that does
+not exist raises ``sqlite3.OperationalError`` and the page turns that into a message.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+
+from warden.store import Store
+
+__all__ = [
+    "GPU_FIELDS",
+    "bucket_seconds",
+    "chain_latencies",
+    "chain_stats",
+    "gpu_downsampled",
+    "gpu_latest",
+    "latency_windows",
+    "latest_ts",
+    "series_downsampled",
+    "series_summary",
+    "throttle_summary",
+]
+
+#: Numeric GPU fields the dashboard plots (averaged per bucket).
+GPU_FIELDS: tuple[str, ...] = (
+    "temperature_c", "power_w", "power_limit_w", "sm_clock_mhz", "sm_clock_max_mhz",
+    "mem_clock_mhz", "utilization", "memory_used_bytes", "memory_total_bytes",
+    "alloc_allocated_bytes", "alloc_reserved_bytes", "alloc_active_bytes",
+    "alloc_inactive_split_bytes", "alloc_retries", "alloc_ooms", "xid_errors", "ecc_errors",
+)
+QUANTILES: tuple[float, ...] = (0.5, 0.95, 0.99)
+
+
+def bucket_seconds(start: float, end: float, points: int = 300, minimum: float = 1.0) -> float:
+    """A round bucket width that gives about ``points`` buckets over ``[start, end)``."""
+    span = max(end - start, minimum)
+    raw = span / max(points, 1)
+    for step in (1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 21600, 86400):
+        if step >= raw and step >= minimum:
+            return float(step)
+    return float(np.ceil(raw))
+
+
+def latest_ts(store: Store) -> float | None:
+    """The newest timestamp among samples, chains and GPU readings (each an indexed MAX)."""
+    best: float | None = None
+    for table in ("samples", "chains", "gpu_readings"):
+        try:
+            df = store.query(f"SELECT MAX(ts) AS ts FROM {table}")
+        except sqlite3.OperationalError:
+            continue
+        ts = df["ts"].iloc[0] if not df.empty else None
+        if ts is not None and not pd.isna(ts):
+            best = float(ts) if best is None else max(best, float(ts))
+    return best
+
+
+def _label_frame(store: Store, name: str) -> pd.DataFrame:
+    """``series_id`` and one column per label key for every series called ``name``."""
+    ids = store.list_series(name)
+    rows = [{"series_id": int(sid), **lab} for sid, lab in zip(ids["series_id"], ids["labels"],
+                                                                strict=True)]
+    return pd.DataFrame(rows, columns=["series_id"]) if not rows else pd.DataFrame(rows)
+
+
+def series_summary(store: Store, name: str, start: float, end: float) -> pd.DataFrame:
+    """Per series of ``name`` in ``[start, end)``: ``mean``, ``last``, ``last_ts``, ``n``, labels."""
+    labels = _label_frame(store, name)
+    cols = ["series_id", "mean", "last", "last_ts", "n"]
+    if labels.empty:
+        return pd.DataFrame(columns=cols)
+    ids = [int(x) for x in labels["series_id"]]
+    # SQLite returns the bare column ``value`` from the row holding MAX(ts): the last value.
+    df = store.query(
+        "SELECT series_id, AVG(value) AS mean, value AS last, MAX(ts) AS last_ts, COUNT(*) AS n "
+        f"FROM samples WHERE series_id IN ({', '.join('?' * len(ids))}) AND ts >= ? AND ts < ? "
+        "GROUP BY series_id",
+        [*ids, start, end],
+    )
+    if df.empty:
+        return pd.DataFrame(columns=[*cols, *[c for c in labels.columns if c != "series_id"]])
+    return df.merge(labels, on="series_id", how="left")
+
+
+def series_downsampled(
+    store: Store, name: str, start: float, end: float, *, points: int = 300,
+    labels: dict[str, str] | None = None,
+) -> pd.DataFrame:
+    """``name`` averaged per bucket: ``ts`` (bucket start), ``value``, ``vmin``, ``vmax``, labels."""
+    lab = _label_frame(store, name)
+    for k, v in (labels or {}).items():
+        lab = lab[lab[k] == v] if k in lab.columns else lab.iloc[0:0]
+    cols = ["ts", "value", "vmin", "vmax", "series_id"]
+    if lab.empty:
+        return pd.DataFrame(columns=cols)
+    ids = [int(x) for x in lab["series_id"]]
+    step = bucket_seconds(start, end, points)
+    df = store.query(
+        "SELECT CAST(ts / ? AS INTEGER) * ? AS ts, AVG(value) AS value, MIN(value) AS vmin, "
+        "MAX(value) AS vmax, series_id FROM samples "
+        f"WHERE series_id IN ({', '.join('?' * len(ids))}) AND ts >= ? AND ts < ? "
+        "GROUP BY series_id, CAST(ts / ? AS INTEGER) ORDER BY series_id, ts",
+        [step, step, *ids, start, end, step],
+    )
+    if df.empty:
+        return pd.DataFrame(columns=[*cols, *[c for c in lab.columns if c != "series_id"]])
+    return df.merge(lab, on="series_id", how="left")
+
+
+def chain_latencies(
+    store: Store, start: float, end: float, *, model: str | None = None,
+    replica: str | None = None,
+) -> pd.DataFrame:
+    """One row per traced request: ``ts``, ``model``, ``variant``, ``replica``, ``latency_s``,
+    ``error`` (bool) -- the narrow columns the latency views need."""
+    where, params = ["ts >= ?", "ts < ?"], [start, end]
+    for col, val in (("model", model), ("replica", replica)):
+        if val is not None:
+            where.append(f"{col} = ?")
+            params.append(val)
+    df = store.query(
+        "SELECT ts, model, variant, replica, latency_s, error FROM chains WHERE "
+        + " AND ".join(where) + " ORDER BY ts", params,
+    )
+    if df.empty:
+        return pd.DataFrame(columns=["ts", "model", "variant", "replica", "latency_s", "error"])
+    df["error"] = df["error"].astype(bool)
+    return df
+
+
+def chain_stats(lat: pd.DataFrame, by: Sequence[str] = ("model", "replica")) -> pd.DataFrame:
+    """Requests, errors, error ratio and P50/P95/P99 latency (seconds) per ``by`` group."""
+    cols = [*by, "requests", "errors", "error_ratio", "p50", "p95", "p99"]
+    if lat.empty:
+        return pd.DataFrame(columns=cols)
+    g = lat.groupby(list(by), sort=True)
+    out = g["latency_s"].count().rename("requests").to_frame()
+    out["errors"] = g["error"].sum().astype(int)
+    out["error_ratio"] = out["errors"] / out["requests"]
+    for q in QUANTILES:
+        out[f"p{q * 100:g}"] = g["latency_s"].quantile(q)
+    return out.reset_index()[cols]
+
+
+def latency_windows(lat: pd.DataFrame, window_s: float, by: Sequence[str] = ()) -> pd.DataFrame:
+    """Per window (and ``by``): ``count``, P50/P95/P99 and ``std`` (the jitter) of latency."""
+    cols = ["window_start", *by, "count", "p50", "p95", "p99", "std"]
+    if lat.empty:
+        return pd.DataFrame(columns=cols)
+    df = lat.assign(window_start=(lat["ts"] // window_s) * window_s)
+    g = df.groupby(["window_start", *by], sort=True)["latency_s"]
+    out = g.count().rename("count").to_frame()
+    for q in QUANTILES:
+        out[f"p{q * 100:g}"] = g.quantile(q)
+    out["std"] = g.std(ddof=0)
+    return out.reset_index()[cols]
+
+
+def gpu_downsampled(
+    store: Store, start: float, end: float, *, points: int = 300,
+    devices: Sequence[str] | None = None,
+) -> pd.DataFrame:
+    """GPU readings averaged per device and bucket; ``simulated`` true if any reading was;
+    ``throttled`` the share of readings with any throttle reason."""
+    step = bucket_seconds(start, end, points)
+    where, params = ["ts >= ?", "ts < ?"], [start, end]
+    if devices:
+        where.append(f"device IN ({', '.join('?' * len(devices))})")
+        params.extend(devices)
+    avgs = ", ".join(f"AVG({f}) AS {f}" for f in GPU_FIELDS)
+    df = store.query(
+        f"SELECT device, CAST(ts / ? AS INTEGER) * ? AS ts, MAX(simulated) AS simulated, "
+        "MAX(replica) AS replica, AVG(CASE WHEN throttle_reasons IN ('[]', '') THEN 0.0 "
+        f"ELSE 1.0 END) AS throttled, {avgs} FROM gpu_readings WHERE {' AND '.join(where)} "
+        "GROUP BY device, CAST(ts / ? AS INTEGER) ORDER BY device, ts",
+        [step, step, *params, step],
+    )
+    if df.empty:
+        return pd.DataFrame(columns=["device", "ts", "simulated", "replica", "throttled",
+                                     *GPU_FIELDS])
+    df["simulated"] = df["simulated"].astype(bool)
+    return df
+
+
+def gpu_latest(store: Store, start: float, end: float) -> pd.DataFrame:
+    """The newest reading of each device seen in ``[start, end)``, one row per device."""
+    df = store.query(
+        "SELECT g.* FROM gpu_readings g JOIN (SELECT device, MAX(ts) AS ts FROM gpu_readings "
+        "WHERE ts >= ? AND ts < ? GROUP BY device) m ON g.device = m.device AND g.ts = m.ts "
+        "GROUP BY g.device ORDER BY g.device",
+        [start, end],
+    )
+    if df.empty:
+        return df
+    df["simulated"] = df["simulated"].astype(bool)
+    df["throttle_reasons"] = [", ".join(json.loads(x or "[]")) for x in df["throttle_reasons"]]
+    return df
+
+
+def throttle_summary(store: Store, start: float, end: float) -> pd.DataFrame:
+    """Per device and throttle reason: readings throttled, first and last time seen."""
+    raw = store.query(
+        "SELECT device, throttle_reasons, COUNT(*) AS n, MIN(ts) AS first_ts, MAX(ts) AS last_ts "
+        "FROM gpu_readings WHERE ts >= ? AND ts < ? AND throttle_reasons NOT IN ('[]', '') "
+        "GROUP BY device, throttle_reasons",
+        [start, end],
+    )
+    rows: dict[tuple[str, str], dict[str, float]] = {}
+    for device, reasons, n, first, last in raw.itertuples(index=False):
+        try:
+            names = json.loads(reasons) or []
+        except ValueError:
+            names = [str(reasons)]
+        for reason in names:
+            r = rows.setdefault((device, str(reason)), {"readings": 0, "first_ts": first,
+                                                        "last_ts": last})
+            r["readings"] += int(n)
+            r["first_ts"] = min(r["first_ts"], first)
+            r["last_ts"] = max(r["last_ts"], last)
+    out = [{"device": d, "reason": reason, **v} for (d, reason), v in sorted(rows.items())]
+    return pd.DataFrame(out, columns=["device", "reason", "readings", "first_ts", "last_ts"])
