@@ -17,17 +17,17 @@ import streamlit as st  # noqa: E402
 
 VIEWS = Path(__file__).resolve().parent / "views"
 PAGES: tuple[tuple[str, str, str], ...] = (
-    ("fleet.py", "Fleet", "🛰️"),
-    ("latency.py", "Latency", "⏱️"),
-    ("traces.py", "Traces", "🧵"),
-    ("gpus.py", "GPUs", "🌡️"),
-    ("alerts.py", "Alerts & remediation", "🚨"),
-    ("chaos.py", "Chaos", "🧪"),
+    ("fleet.py", "Fleet", ":material/hub:"),
+    ("latency.py", "Latency", ":material/timeline:"),
+    ("traces.py", "Traces", ":material/account_tree:"),
+    ("gpus.py", "GPUs", ":material/memory:"),
+    ("alerts.py", "Alerts & remediation", ":material/notifications:"),
+    ("chaos.py", "Chaos", ":material/science:"),
 )
 
 
 def main() -> None:
-    st.set_page_config(page_title="Warden", page_icon="🛡️", layout="wide")
+    st.set_page_config(page_title="Warden", page_icon=":material/shield:", layout="wide")
     pages = [st.Page(VIEWS / f, title=t, icon=i, default=(n == 0))
              for n, (f, t, i) in enumerate(PAGES)]
     st.navigation(pages).run()

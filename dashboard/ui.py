@@ -113,10 +113,10 @@ def _window(store: Store, range_s: float | None) -> tuple[float, float, float] |
     return start, end, latest
 
 
-def run_page(title: str, body: Callable[[PageContext], None], *, icon: str = "") -> None:
+def run_page(title: str, body: Callable[[PageContext], None]) -> None:
     """Title, store, sidebar, then ``body`` in an (optionally auto-refreshing) fragment."""
     settings = resolve_settings(sys.argv[1:])
-    st.title(f"{icon} {title}".strip())
+    st.title(title)
     try:
         store = _open_store(str(settings.db_path))
     except (StoreError, sqlite3.Error) as exc:

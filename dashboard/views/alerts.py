@@ -82,4 +82,4 @@ def body(ctx: PageContext) -> None:
     guarded("Audit", _audit, ctx)
 
 
-run_page("Alerts & remediation", body, icon="🚨")
+run_page("Alerts & remediation", body)

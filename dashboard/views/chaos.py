@@ -49,4 +49,4 @@ def body(ctx: PageContext) -> None:
     st.dataframe(ev[["time", "kind", "message"]], hide_index=True, key="chaos_events")
 
 
-run_page("Chaos", lambda ctx: guarded("Chaos", body, ctx), icon="🧪")
+run_page("Chaos", body)

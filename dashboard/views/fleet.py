@@ -109,4 +109,4 @@ def body(ctx: PageContext) -> None:
     guarded("Router", _router, ctx)
 
 
-run_page("Fleet", body, icon="🛰️")
+run_page("Fleet", body)

@@ -81,4 +81,4 @@ def body(ctx: PageContext) -> None:
         guarded("Throttling", _throttle, ctx)
 
 
-run_page("GPUs", body, icon="🌡️")
+run_page("GPUs", body)

@@ -95,4 +95,4 @@ def _anomaly_table(ctx: PageContext, df: pd.DataFrame | None = None) -> None:
                  hide_index=True, key="latency_anomalies")
 
 
-run_page("Latency", lambda ctx: guarded("Latency", body, ctx), icon="⏱️")
+run_page("Latency", body)

@@ -104,4 +104,4 @@ def body(ctx: PageContext) -> None:
                  hide_index=True, key="traces_gpu")
 
 
-run_page("Traces", body, icon="🧵")
+run_page("Traces", body)

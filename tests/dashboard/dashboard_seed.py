@@ -66,6 +66,15 @@ def _gpu(ts: float, device: str, replica: str, simulated: bool, i: int) -> GpuRe
         alloc_ooms=0, replica=replica)
 
 
+def baselines_table(db: Path, rows: list[tuple[Any, ...]]) -> None:
+    """Add the anomaly part's optional ``baselines`` table (as the dashboard expects it)."""
+    store = Store(db)
+    store.ensure_table("baselines", "CREATE TABLE IF NOT EXISTS baselines (series TEXT, "
+                       "labels TEXT, ts REAL, lower REAL, median REAL, upper REAL)")
+    store.insert_rows("baselines", ("series", "labels", "ts", "lower", "median", "upper"), rows)
+    store.close()
+
+
 def seed(db: Path, home: Path) -> Seeded:
     """Fill ``db`` and ``home`` (chaos journals) with ten minutes of a three-replica fleet."""
     out = Seeded(db=db, home=home)
@@ -110,7 +119,8 @@ def seed(db: Path, home: Path) -> Seeded:
                                         ("warden.model", "warden-replica-r0", 0.35))):
         start = t_ns + int(j * 0.02 * slowest.latency_s * 1e9)
         spans.append(Span(slowest.trace_id, f"{j + 1:016x}", f"{j:016x}" if j else "", name,
-                          svc, start, start + int(d * slowest.latency_s * 1e9)))
+                          svc.replace("r0", slowest.replica), start,
+                          start + int(d * slowest.latency_s * 1e9)))
     store.write_spans(spans)
 
     for i in range(DURATION_S):
