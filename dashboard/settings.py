@@ -58,8 +58,10 @@ def resolve_settings(
     home_arg = args.home or env.get(WARDEN_DASHBOARD_HOME)
     if db is None:
         from warden.config import WardenConfig  # lazy: pulls in serving's config models
+        from warden.environment import WARDEN_HOME
 
-        cfg = WardenConfig()
+        cfg = WardenConfig(home=Path(env[WARDEN_HOME])) if env.get(WARDEN_HOME) else \
+            WardenConfig()
         db_path = cfg.db_path
         home = Path(home_arg) if home_arg else cfg.home
     else:
