@@ -167,7 +167,8 @@ def baseline_band(store: Store, start: float, end: float) -> pd.DataFrame:
         "WHERE ts >= ? AND ts < ? ORDER BY ts", (start, end))
 
 
-def rolling_band(values: pd.Series, window: int = 30, k: float = 3.0) -> pd.DataFrame:
+def rolling_band(values: pd.Series, window: int = 30, k: float = 3.0,
+                 floor: float = 0.05) -> pd.DataFrame:
     """A baseline band learned from history: rolling median +- k * 1.4826 * MAD.
 
     Shifted by one point so each window's band comes only from the windows before it, as a
@@ -177,8 +178,11 @@ def rolling_band(values: pd.Series, window: int = 30, k: float = 3.0) -> pd.Data
     minp = max(3, window // 3)
     med = hist.rolling(window, min_periods=minp).median()
     mad = (hist - med).abs().rolling(window, min_periods=minp).median() * 1.4826
-    return pd.DataFrame({"median": med, "lower": (med - k * mad).clip(lower=0.0),
-                         "upper": med + k * mad}, index=values.index)
+    # A perfectly steady history has MAD 0; a band of zero width would call every wobble
+    # anomalous, so the half-width is at least ``floor`` of the median.
+    half = np.maximum(k * mad, floor * med)
+    return pd.DataFrame({"median": med, "lower": (med - half).clip(lower=0.0),
+                         "upper": med + half}, index=values.index)
 
 
 # -- chaos journals -----------------------------------------------------------------------------

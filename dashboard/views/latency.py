@@ -38,7 +38,8 @@ def _band(ctx: PageContext, win: pd.DataFrame, model: str) -> tuple[pd.DataFrame
     if not band.empty:
         band = band.assign(ts=win["window_start"].to_numpy())
     return band, ("Band: no stored baselines yet, so it is computed here from history: rolling "
-                  "median of P99 over the previous 30 windows +- 3 x 1.4826 x MAD.")
+                  "median of P99 over the previous 30 windows +- 3 x 1.4826 x MAD (at least 5% of the "
+                  "median).")
 
 
 def body(ctx: PageContext) -> None:
