@@ -23,11 +23,13 @@ __all__ = [
     "GPU_FIELDS",
     "bucket_seconds",
     "chain_latencies",
+    "chain_models",
     "chain_stats",
     "gpu_downsampled",
     "gpu_latest",
     "latency_windows",
     "latest_ts",
+    "sample_note",
     "series_downsampled",
     "series_summary",
     "throttle_summary",
@@ -41,6 +43,8 @@ GPU_FIELDS: tuple[str, ...] = (
     "alloc_inactive_split_bytes", "alloc_retries", "alloc_ooms", "xid_errors", "ecc_errors",
 )
 QUANTILES: tuple[float, ...] = (0.5, 0.95, 0.99)
+#: Most chains a page reads per query; past it, a systematic sample (see chain_latencies).
+MAX_CHAIN_ROWS = 40_000
 
 
 def bucket_seconds(start: float, end: float, points: int = 300, minimum: float = 1.0) -> float:
@@ -121,23 +125,57 @@ def series_downsampled(
 
 def chain_latencies(
     store: Store, start: float, end: float, *, model: str | None = None,
-    replica: str | None = None,
+    replica: str | None = None, max_rows: int = MAX_CHAIN_ROWS,
 ) -> pd.DataFrame:
     """One row per traced request: ``ts``, ``model``, ``variant``, ``replica``, ``latency_s``,
-    ``error`` (bool) -- the narrow columns the latency views need."""
+    ``error`` (bool) -- the narrow columns the latency views need.
+
+    Past ``max_rows`` chains in the range, every k-th chain (by rowid, i.e. arrival order) is
+    read: a systematic sample, the same on every refresh. ``df.attrs`` holds ``total`` (chains
+    in the range) and ``stride`` (k; 1 means all were read) so a page can say so.
+    """
     where, params = ["ts >= ?", "ts < ?"], [start, end]
     for col, val in (("model", model), ("replica", replica)):
         if val is not None:
             where.append(f"{col} = ?")
             params.append(val)
+    cond = " AND ".join(where)
+    total = int(store.query(f"SELECT COUNT(*) AS n FROM chains WHERE {cond}", params)["n"].iloc[0])
+    stride = max(1, -(-total // max_rows)) if max_rows > 0 else 1
+    if stride > 1:
+        cond += f" AND rowid % {stride} = 0"
     df = store.query(
-        "SELECT ts, model, variant, replica, latency_s, error FROM chains WHERE "
-        + " AND ".join(where) + " ORDER BY ts", params,
-    )
+        f"SELECT ts, model, variant, replica, latency_s, error FROM chains WHERE {cond} "
+        "ORDER BY ts", params)
     if df.empty:
-        return pd.DataFrame(columns=["ts", "model", "variant", "replica", "latency_s", "error"])
+        df = pd.DataFrame(columns=["ts", "model", "variant", "replica", "latency_s", "error"])
     df["error"] = df["error"].astype(bool)
+    df.attrs.update(total=total, stride=stride)
     return df
+
+
+def sample_note(lat: pd.DataFrame) -> str:
+    """A caption for a sampled chain frame, or ``""`` when every chain was read."""
+    stride = lat.attrs.get("stride", 1)
+    if stride <= 1:
+        return ""
+    return (f"Latency from a systematic sample: every {stride}th of {lat.attrs['total']:,} "
+            f"traced requests in the window ({len(lat):,} read).")
+
+
+def chain_models(store: Store, start: float, end: float) -> list[str]:
+    """Models with traced requests in ``[start, end)``, without scanning the chains.
+
+    A skip-scan over the ``(model, ts)`` index lists the models (one seek each), and one more
+    seek per model checks it has a chain in the range.
+    """
+    df = store.query(
+        "WITH RECURSIVE m(model) AS (SELECT MIN(model) FROM chains UNION ALL "
+        "SELECT (SELECT MIN(model) FROM chains WHERE model > m.model) FROM m "
+        "WHERE m.model IS NOT NULL) SELECT model FROM m WHERE model IS NOT NULL AND EXISTS "
+        "(SELECT 1 FROM chains c WHERE c.model = m.model AND c.ts >= ? AND c.ts < ?) "
+        "ORDER BY model", (start, end))
+    return [str(x) for x in df["model"]]
 
 
 def chain_stats(lat: pd.DataFrame, by: Sequence[str] = ("model", "replica")) -> pd.DataFrame:

@@ -11,13 +11,12 @@ from dashboard.ui import PageContext, guarded, run_page
 RECENT_S = 60.0  # "now" for rates: the last minute of data
 
 
-def replica_table(ctx: PageContext) -> pd.DataFrame:
+def replica_table(ctx: PageContext, lat: pd.DataFrame) -> pd.DataFrame:
     """Per replica: up, request rate and error ratio over the last minute; latency in window."""
     recent = max(ctx.start, ctx.end - RECENT_S)
     up = queries.series_summary(ctx.store, "triton_up", ctx.start, ctx.end)
     ok = queries.series_summary(ctx.store, "triton_request_success_per_second", recent, ctx.end)
     bad = queries.series_summary(ctx.store, "triton_request_failure_per_second", recent, ctx.end)
-    lat = queries.chain_latencies(ctx.store, ctx.start, ctx.end)
     stats = queries.chain_stats(lat, by=("replica",))
     names = set()
     for df in (up, ok, bad, stats):
@@ -45,8 +44,8 @@ def replica_table(ctx: PageContext) -> pd.DataFrame:
                                        "traced_requests", "p50_ms", "p95_ms", "p99_ms"])
 
 
-def _summary(ctx: PageContext) -> None:
-    table = replica_table(ctx)
+def _summary(ctx: PageContext, lat: pd.DataFrame) -> None:
+    table = replica_table(ctx, lat)
     if table.empty:
         st.info("No replicas seen in this window: no `triton_up` samples and no traces yet.")
         return
@@ -68,9 +67,8 @@ def _summary(ctx: PageContext) -> None:
         "p99_ms": st.column_config.NumberColumn(format="%.2f")})
 
 
-def _per_model(ctx: PageContext) -> None:
+def _per_model(ctx: PageContext, lat: pd.DataFrame) -> None:
     st.subheader("Latency per model and replica")
-    lat = queries.chain_latencies(ctx.store, ctx.start, ctx.end)
     stats = queries.chain_stats(lat, by=("model", "variant", "replica"))
     if stats.empty:
         st.info("No traced requests in this window.")
@@ -103,8 +101,14 @@ def _router(ctx: PageContext) -> None:
 
 
 def body(ctx: PageContext) -> None:
-    guarded("Fleet summary", _summary, ctx)
-    guarded("Latency per model", _per_model, ctx)
+    lat = guarded("Traced requests", queries.chain_latencies, ctx.store, ctx.start, ctx.end)
+    if lat is None:
+        lat = pd.DataFrame(
+            columns=["ts", "model", "variant", "replica", "latency_s", "error"])
+    guarded("Fleet summary", _summary, ctx, lat)
+    guarded("Latency per model", _per_model, ctx, lat)
+    if note := queries.sample_note(lat):
+        st.caption(note)
     guarded("Request rate", _rates, ctx)
     guarded("Router", _router, ctx)
 

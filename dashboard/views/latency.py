@@ -13,12 +13,6 @@ from dashboard.ui import PageContext, guarded, run_page, to_datetime
 ALL = "(all)"
 
 
-def _models(ctx: PageContext) -> list[str]:
-    df = ctx.store.query("SELECT DISTINCT model FROM chains WHERE ts >= ? AND ts < ? "
-                         "ORDER BY model", (ctx.start, ctx.end))
-    return [str(m) for m in df["model"]]
-
-
 def _band(ctx: PageContext, win: pd.DataFrame, model: str) -> tuple[pd.DataFrame, str]:
     """The stored baseline for this model if the anomaly part keeps one, else a rolling one."""
     try:
@@ -43,7 +37,7 @@ def _band(ctx: PageContext, win: pd.DataFrame, model: str) -> tuple[pd.DataFrame
 
 
 def body(ctx: PageContext) -> None:
-    models = _models(ctx)
+    models = queries.chain_models(ctx.store, ctx.start, ctx.end)
     if not models:
         st.info("No traced requests in this window, so no latency quantiles. Traces come from "
                 "the load generator through the router to Triton (`warden up` with tracing on).")
@@ -51,11 +45,12 @@ def body(ctx: PageContext) -> None:
         return
     c1, c2 = st.columns(2)
     model = c1.selectbox("Model", models, key="latency_model")
-    reps = ctx.store.query("SELECT DISTINCT replica FROM chains WHERE ts >= ? AND ts < ? AND "
-                           "model = ? ORDER BY replica", (ctx.start, ctx.end, model))
-    replica = c2.selectbox("Replica", [ALL, *map(str, reps["replica"])], key="latency_replica")
-    lat = queries.chain_latencies(ctx.store, ctx.start, ctx.end, model=model,
-                                  replica=None if replica == ALL else replica)
+    lat = queries.chain_latencies(ctx.store, ctx.start, ctx.end, model=model)
+    reps = sorted(str(r) for r in lat["replica"].unique())
+    replica = c2.selectbox("Replica", [ALL, *reps], key="latency_replica")
+    if replica != ALL:
+        lat = queries.chain_latencies(ctx.store, ctx.start, ctx.end, model=model,
+                                      replica=replica)
     window_s = queries.bucket_seconds(ctx.start, ctx.end, points=120, minimum=10.0)
     win = queries.latency_windows(lat, window_s)
     anomalies = ctx.store.anomalies(ctx.start, ctx.end)
@@ -63,7 +58,7 @@ def body(ctx: PageContext) -> None:
     st.plotly_chart(charts.band_figure(win, band, anomalies,
                                        f"{model}: latency quantiles per {window_s:g} s window"),
                     key="latency_quantiles")
-    st.caption(caption)
+    st.caption(caption + (" " + queries.sample_note(lat) if queries.sample_note(lat) else ""))
     st.subheader("Jitter")
     jit = queries.latency_windows(lat, window_s, by=("replica",))
     jit["std_ms"] = jit["std"] * 1000

@@ -59,14 +59,13 @@ def _waterfall(ctx: PageContext, row: pd.Series) -> None:
 
 
 def body(ctx: PageContext) -> None:
-    models = ctx.store.query("SELECT DISTINCT model FROM chains WHERE ts >= ? AND ts < ? "
-                             "ORDER BY model", (ctx.start, ctx.end))
-    if models.empty:
+    models = queries.chain_models(ctx.store, ctx.start, ctx.end)
+    if not models:
         st.info("No request chains in this window. Chains are joined from OTLP traces sent by "
                 "the load generator, the router and Triton.")
         return
     c1, c2, c3 = st.columns(3)
-    model = c1.selectbox("Model", [ALL, *map(str, models["model"])], key="traces_model")
+    model = c1.selectbox("Model", [ALL, *models], key="traces_model")
     replica = c2.text_input("Replica (blank for all)", key="traces_replica").strip() or None
     limit = int(c3.number_input("Chains", 5, 200, 20, step=5, key="traces_limit"))
     slow = ctx.store.slowest_chains(None if model == ALL else model, ctx.start, ctx.end,
