@@ -20,17 +20,19 @@ import pandas as pd
 from warden.store import Store
 
 __all__ = [
+    "GPU_CHART_FIELDS",
     "GPU_FIELDS",
     "bucket_seconds",
     "chain_latencies",
     "chain_models",
     "chain_stats",
-    "gpu_downsampled",
+    "gpu_devices",
     "gpu_latest",
     "latency_windows",
+    "label_frame",
     "latest_ts",
     "sample_note",
-    "series_downsampled",
+    "series_last",
     "series_summary",
     "throttle_summary",
 ]
@@ -41,6 +43,11 @@ GPU_FIELDS: tuple[str, ...] = (
     "mem_clock_mhz", "utilization", "memory_used_bytes", "memory_total_bytes",
     "alloc_allocated_bytes", "alloc_reserved_bytes", "alloc_active_bytes",
     "alloc_inactive_split_bytes", "alloc_retries", "alloc_ooms", "xid_errors", "ecc_errors",
+)
+#: The GPU fields the GPU page charts (a subset: fewer columns to average over a day).
+GPU_CHART_FIELDS: tuple[str, ...] = (
+    "temperature_c", "sm_clock_mhz", "power_w", "utilization", "memory_used_bytes",
+    "alloc_reserved_bytes", "alloc_allocated_bytes",
 )
 QUANTILES: tuple[float, ...] = (0.5, 0.95, 0.99)
 #: Most chains a page reads per query; past it, a systematic sample (see chain_latencies).
@@ -71,7 +78,7 @@ def latest_ts(store: Store) -> float | None:
     return best
 
 
-def _label_frame(store: Store, name: str) -> pd.DataFrame:
+def label_frame(store: Store, name: str) -> pd.DataFrame:
     """``series_id`` and one column per label key for every series called ``name``."""
     ids = store.list_series(name)
     rows = [{"series_id": int(sid), **lab} for sid, lab in zip(ids["series_id"], ids["labels"],
@@ -79,9 +86,26 @@ def _label_frame(store: Store, name: str) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["series_id"]) if not rows else pd.DataFrame(rows)
 
 
+def series_last(store: Store, name: str, start: float, end: float) -> pd.DataFrame:
+    """The newest sample in ``[start, end)`` of each series called ``name``: one seek each.
+
+    Columns ``series_id``, ``last``, ``last_ts`` and the labels; series silent in the range are
+    left out.
+    """
+    labels = label_frame(store, name)
+    rows = []
+    for sid in labels.get("series_id", []):
+        df = store.query("SELECT value, ts FROM samples WHERE series_id = ? AND ts >= ? AND "
+                         "ts < ? ORDER BY ts DESC LIMIT 1", (int(sid), start, end))
+        if not df.empty:
+            rows.append((int(sid), float(df["value"].iloc[0]), float(df["ts"].iloc[0])))
+    out = pd.DataFrame(rows, columns=["series_id", "last", "last_ts"])
+    return out.merge(labels, on="series_id", how="left") if rows else out
+
+
 def series_summary(store: Store, name: str, start: float, end: float) -> pd.DataFrame:
     """Per series of ``name`` in ``[start, end)``: ``mean``, ``last``, ``last_ts``, ``n``, labels."""
-    labels = _label_frame(store, name)
+    labels = label_frame(store, name)
     cols = ["series_id", "mean", "last", "last_ts", "n"]
     if labels.empty:
         return pd.DataFrame(columns=cols)
@@ -96,31 +120,6 @@ def series_summary(store: Store, name: str, start: float, end: float) -> pd.Data
     if df.empty:
         return pd.DataFrame(columns=[*cols, *[c for c in labels.columns if c != "series_id"]])
     return df.merge(labels, on="series_id", how="left")
-
-
-def series_downsampled(
-    store: Store, name: str, start: float, end: float, *, points: int = 300,
-    labels: dict[str, str] | None = None,
-) -> pd.DataFrame:
-    """``name`` averaged per bucket: ``ts`` (bucket start), ``value``, ``vmin``, ``vmax``, labels."""
-    lab = _label_frame(store, name)
-    for k, v in (labels or {}).items():
-        lab = lab[lab[k] == v] if k in lab.columns else lab.iloc[0:0]
-    cols = ["ts", "value", "vmin", "vmax", "series_id"]
-    if lab.empty:
-        return pd.DataFrame(columns=cols)
-    ids = [int(x) for x in lab["series_id"]]
-    step = bucket_seconds(start, end, points)
-    df = store.query(
-        "SELECT CAST(ts / ? AS INTEGER) * ? AS ts, AVG(value) AS value, MIN(value) AS vmin, "
-        "MAX(value) AS vmax, series_id FROM samples "
-        f"WHERE series_id IN ({', '.join('?' * len(ids))}) AND ts >= ? AND ts < ? "
-        "GROUP BY series_id, CAST(ts / ? AS INTEGER) ORDER BY series_id, ts",
-        [step, step, *ids, start, end, step],
-    )
-    if df.empty:
-        return pd.DataFrame(columns=[*cols, *[c for c in lab.columns if c != "series_id"]])
-    return df.merge(lab, on="series_id", how="left")
 
 
 def chain_latencies(
@@ -206,30 +205,13 @@ def latency_windows(lat: pd.DataFrame, window_s: float, by: Sequence[str] = ()) 
     return out.reset_index()[cols]
 
 
-def gpu_downsampled(
-    store: Store, start: float, end: float, *, points: int = 300,
-    devices: Sequence[str] | None = None,
-) -> pd.DataFrame:
-    """GPU readings averaged per device and bucket; ``simulated`` true if any reading was;
-    ``throttled`` the share of readings with any throttle reason."""
-    step = bucket_seconds(start, end, points)
-    where, params = ["ts >= ?", "ts < ?"], [start, end]
-    if devices:
-        where.append(f"device IN ({', '.join('?' * len(devices))})")
-        params.extend(devices)
-    avgs = ", ".join(f"AVG({f}) AS {f}" for f in GPU_FIELDS)
+def gpu_devices(store: Store) -> list[str]:
+    """Every device with readings, by a skip-scan over the ``(device, ts)`` index."""
     df = store.query(
-        f"SELECT device, CAST(ts / ? AS INTEGER) * ? AS ts, MAX(simulated) AS simulated, "
-        "MAX(replica) AS replica, AVG(CASE WHEN throttle_reasons IN ('[]', '') THEN 0.0 "
-        f"ELSE 1.0 END) AS throttled, {avgs} FROM gpu_readings WHERE {' AND '.join(where)} "
-        "GROUP BY device, CAST(ts / ? AS INTEGER) ORDER BY device, ts",
-        [step, step, *params, step],
-    )
-    if df.empty:
-        return pd.DataFrame(columns=["device", "ts", "simulated", "replica", "throttled",
-                                     *GPU_FIELDS])
-    df["simulated"] = df["simulated"].astype(bool)
-    return df
+        "WITH RECURSIVE d(device) AS (SELECT MIN(device) FROM gpu_readings UNION ALL "
+        "SELECT (SELECT MIN(device) FROM gpu_readings WHERE device > d.device) FROM d "
+        "WHERE d.device IS NOT NULL) SELECT device FROM d WHERE device IS NOT NULL")
+    return [str(x) for x in df["device"]]
 
 
 def gpu_latest(store: Store, start: float, end: float) -> pd.DataFrame:
@@ -239,12 +221,8 @@ def gpu_latest(store: Store, start: float, end: float) -> pd.DataFrame:
     device), then each device's newest reading is one more seek: a day of readings costs the
     same as a minute.
     """
-    devices = store.query(
-        "WITH RECURSIVE d(device) AS (SELECT MIN(device) FROM gpu_readings UNION ALL "
-        "SELECT (SELECT MIN(device) FROM gpu_readings WHERE device > d.device) FROM d "
-        "WHERE d.device IS NOT NULL) SELECT device FROM d WHERE device IS NOT NULL")
     frames = []
-    for device in devices["device"]:
+    for device in gpu_devices(store):
         row = store.query(
             "SELECT * FROM gpu_readings WHERE device = ? AND ts >= ? AND ts < ? "
             "ORDER BY ts DESC LIMIT 1", (device, start, end))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from dashboard import charts, queries, sources
+from dashboard import charts, downsample, queries, sources
 from dashboard.ui import PageContext, guarded, run_page
 
 RECENT_S = 60.0  # "now" for rates: the last minute of data
@@ -14,7 +14,7 @@ RECENT_S = 60.0  # "now" for rates: the last minute of data
 def replica_table(ctx: PageContext, lat: pd.DataFrame) -> pd.DataFrame:
     """Per replica: up, request rate and error ratio over the last minute; latency in window."""
     recent = max(ctx.start, ctx.end - RECENT_S)
-    up = queries.series_summary(ctx.store, "triton_up", ctx.start, ctx.end)
+    up = queries.series_last(ctx.store, "triton_up", ctx.start, ctx.end)
     ok = queries.series_summary(ctx.store, "triton_request_success_per_second", recent, ctx.end)
     bad = queries.series_summary(ctx.store, "triton_request_failure_per_second", recent, ctx.end)
     stats = queries.chain_stats(lat, by=("replica",))
@@ -79,14 +79,15 @@ def _per_model(ctx: PageContext, lat: pd.DataFrame) -> None:
 
 
 def _rates(ctx: PageContext) -> None:
-    df = queries.series_downsampled(ctx.store, "triton_request_success_per_second",
-                                    ctx.start, ctx.end)
+    df = downsample.series(ctx.store, "triton_request_success_per_second", ctx.start, ctx.end)
     if df.empty:
         st.info("No `triton_request_success_per_second` samples in this window.")
         return
     per = df.groupby(["ts", "replica"], as_index=False)["value"].sum()
     st.plotly_chart(charts.line_figure(per, "value", "replica", "Successful requests/s",
                                        yaxis="req/s"), key="fleet_rate_chart")
+    if note := downsample.method_note(df):
+        st.caption(note)
 
 
 def _router(ctx: PageContext) -> None:

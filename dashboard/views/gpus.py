@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from dashboard import charts, queries
+from dashboard import charts, downsample, queries
 from dashboard.ui import PageContext, guarded, run_page, to_datetime
 
 CHARTS: tuple[tuple[str, str, str, float], ...] = (
@@ -48,7 +48,7 @@ def _latest(ctx: PageContext) -> list[str]:
 
 def _history(ctx: PageContext, devices: list[str]) -> None:
     picked = st.multiselect("Devices", devices, default=devices, key="gpus_devices")
-    df = queries.gpu_downsampled(ctx.store, ctx.start, ctx.end, devices=picked or devices)
+    df = downsample.gpu(ctx.store, ctx.start, ctx.end, devices=picked or devices)
     if df.empty:
         return
     df["label"] = [f"{d} (simulated)" if s else d for d, s in
@@ -61,6 +61,8 @@ def _history(ctx: PageContext, devices: list[str]) -> None:
         plot = df.assign(v=df[field].astype(float) * scale)
         cols[i % 2].plotly_chart(charts.line_figure(plot, "v", "label", title, yaxis=unit),
                                  key=f"gpus_{field}")
+    if note := downsample.method_note(df):
+        st.caption(note)
 
 
 def _throttle(ctx: PageContext) -> None:

@@ -10,12 +10,17 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from dashboard import charts, queries, sources
+from dashboard import charts, downsample, queries, sources
 from dashboard.cli import register
 from dashboard.launch import streamlit_command
 from dashboard.settings import resolve_settings
-from warden.records import Sample, freeze_labels
+from warden.records import GpuReading, Sample, freeze_labels
 from warden.store import Store
+
+
+def _gpu(ts: float, device: str, temp: float) -> GpuReading:
+    return GpuReading(ts, device, True, temp, 100.0, 300.0, 1800.0, 1800.0, 5000.0, 0.5, 1e9,
+                      16e9)
 
 
 @pytest.fixture
@@ -36,14 +41,42 @@ def test_series_summary_mean_and_last_per_series(store):
     assert queries.series_summary(store, "unknown", 0, 1e12).empty
 
 
-def test_series_downsampled_averages_per_bucket(store):
+def test_series_last_is_the_newest_sample_in_range(store):
+    a = freeze_labels({"replica": "r0"})
+    store.write_samples([Sample("u", a, 10.0 + i, float(i)) for i in range(10)])
+    df = queries.series_last(store, "u", 0.0, 15.0)
+    assert df[["replica", "last", "last_ts"]].to_dict("records") == [
+        {"replica": "r0", "last": 4.0, "last_ts": 14.0}]
+    assert queries.series_last(store, "u", 100.0, 200.0).empty
+
+
+def test_series_downsampled_exact_averages_per_bucket(store):
     lab = freeze_labels({"replica": "r0"})
     store.write_samples(Sample("y", lab, float(t), float(t % 10)) for t in range(0, 3600))
-    df = queries.series_downsampled(store, "y", 0.0, 3600.0, points=60)
+    df = downsample.series(store, "y", 0.0, 3600.0, points=60)
+    assert df.attrs["method"] == "exact" and downsample.method_note(df) == ""
     assert len(df) == 60  # one point per minute instead of 3600
     assert df["value"].iloc[0] == pytest.approx(4.5)
     assert (df["vmin"] == 0).all() and (df["vmax"] == 9).all()
-    assert queries.series_downsampled(store, "y", 0, 3600, labels={"replica": "r9"}).empty
+    assert downsample.series(store, "y", 0, 3600, labels={"replica": "r9"}).empty
+
+
+def test_downsampled_probes_past_the_row_limit(store, monkeypatch):
+    lab = freeze_labels({"replica": "r0"})
+    store.write_samples(Sample("y", lab, float(t), float(t // 600)) for t in range(0, 3600))
+    store.write_gpu_readings(_gpu(float(t), d, 50.0 + t // 600) for t in range(0, 3600)
+                             for d in ("g0", "g1"))
+    monkeypatch.setattr(downsample, "EXACT_MAX_ROWS", 1000)
+    df = downsample.series(store, "y", 0.0, 3600.0, points=6)
+    assert df.attrs["method"] == "probes" and "4 evenly spaced" in downsample.method_note(df)
+    assert list(df["ts"]) == [0.0, 600.0, 1200.0, 1800.0, 2400.0, 3000.0]
+    assert list(df["value"]) == [0.0, 1.0, 2.0, 3.0, 4.0, 5.0]  # a step signal, kept exactly
+    g = downsample.gpu(store, 0.0, 3600.0, points=6)
+    assert g.attrs["method"] == "probes"
+    assert sorted(set(g["device"])) == ["g0", "g1"]
+    assert list(g[g["device"] == "g1"]["temperature_c"]) == [50.0, 51, 52, 53, 54, 55]
+    exact = downsample.gpu(store, 0.0, 3600.0, points=6, devices=["g0"])
+    assert exact.attrs["method"] == "probes" and set(exact["device"]) == {"g0"}
 
 
 def test_bucket_seconds_round_and_bounded():
