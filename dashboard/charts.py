@@ -10,7 +10,13 @@ import plotly.graph_objects as go
 
 from warden.records import Stage
 
-__all__ = ["band_figure", "line_figure", "stage_layout", "timeline_figure", "waterfall_figure"]
+__all__ = [
+    "band_figure",
+    "line_spec",
+    "stage_layout",
+    "timeline_figure",
+    "waterfall_figure",
+]
 
 _LAYOUT = dict(margin=dict(l=10, r=10, t=40, b=10), height=320, hovermode="x unified",
                legend=dict(orientation="h", y=-0.2), xaxis=dict(type="date"))
@@ -25,15 +31,37 @@ def _dt(ts: pd.Series) -> np.ndarray:
     return np.asarray(ts, dtype=float) * 1000.0
 
 
-def line_figure(df: pd.DataFrame, y: str, color: str | None, title: str, *,
-                yaxis: str = "", x: str = "ts") -> go.Figure:
-    """One line per ``color`` group (or one line) of ``y`` against time."""
-    fig = go.Figure()
-    groups = df.groupby(color, sort=True) if color and color in df.columns else [("", df)]
-    for name, g in groups:
-        fig.add_trace(go.Scatter(x=_dt(g[x]), y=g[y], mode="lines", name=str(name) or y))
-    fig.update_layout(title=title, yaxis_title=yaxis, **_LAYOUT)
-    return fig
+def line_spec(df: pd.DataFrame, y: str, color: str | None, title: str, *, yaxis: str = "",
+              x: str = "ts") -> tuple[pd.DataFrame, dict]:
+    """A Vega-Lite line chart (data, spec) of ``y`` over time, one line per ``color`` value.
+
+    Why Vega-Lite for plain lines: one spec serves any number of lines (the data is long-form,
+    sent as Arrow), where plotly builds and validates one trace object per line, about 10 ms
+    each; a GPU page with ten devices and eight metrics would spend a second on that alone.
+    Interactive: tooltips, drag to pan, wheel to zoom, click a legend entry to highlight.
+    """
+    cols = [c for c in (x, y, color) if c]
+    data = df[cols].rename(columns={x: "t", y: "v", **({color: "series"} if color else {})})
+    data = data.assign(t=_dt(data["t"]), v=data["v"].astype(float))
+    enc: dict = {
+        "x": {"field": "t", "type": "temporal", "title": "UTC", "scale": {"type": "utc"}},
+        "y": {"field": "v", "type": "quantitative", "title": yaxis or y},
+        "tooltip": [{"field": "t", "type": "temporal", "title": "time (UTC)",
+                     "timeUnit": "utcyearmonthdatehoursminutesseconds"},
+                    {"field": "v", "type": "quantitative", "format": ".4~g", "title": y}],
+    }
+    params: list[dict] = [{"name": "zoom", "select": "interval", "bind": "scales"}]
+    if color:
+        data["series"] = data["series"].astype(str)
+        enc["color"] = {"field": "series", "type": "nominal", "title": None,
+                        "legend": {"orient": "bottom"}}
+        enc["tooltip"].insert(0, {"field": "series", "type": "nominal", "title": color})
+        enc["opacity"] = {"condition": {"param": "pick", "value": 1}, "value": 0.2}
+        params.append({"name": "pick", "select": {"type": "point", "fields": ["series"]},
+                       "bind": "legend"})
+    spec = {"title": title, "mark": {"type": "line", "interpolate": "linear"}, "height": 260,
+            "encoding": enc, "params": params}
+    return data, spec
 
 
 def band_figure(win: pd.DataFrame, band: pd.DataFrame | None, anomalies: pd.DataFrame,

@@ -129,8 +129,9 @@ def chain_latencies(
     """One row per traced request: ``ts``, ``model``, ``variant``, ``replica``, ``latency_s``,
     ``error`` (bool) -- the narrow columns the latency views need.
 
-    Past ``max_rows`` chains in the range, every k-th chain (by rowid, i.e. arrival order) is
-    read: a systematic sample, the same on every refresh. ``df.attrs`` holds ``total`` (chains
+    Past ``max_rows`` chains in the range, about one chain in k is read, picked by a hash of
+    its rowid: a deterministic sample (the same on every refresh) that does not follow the
+    replicas' interleaving. ``df.attrs`` holds ``total`` (chains
     in the range) and ``stride`` (k; 1 means all were read) so a page can say so.
     """
     where, params = ["ts >= ?", "ts < ?"], [start, end]
@@ -142,7 +143,9 @@ def chain_latencies(
     total = int(store.query(f"SELECT COUNT(*) AS n FROM chains WHERE {cond}", params)["n"].iloc[0])
     stride = max(1, -(-total // max_rows)) if max_rows > 0 else 1
     if stride > 1:
-        cond += f" AND rowid % {stride} = 0"
+        # hash the rowid first: chains arrive interleaved by replica, and a plain rowid % k
+        # would keep the same few replicas every time
+        cond += f" AND ((rowid * 2654435761) % 4294967291) % {stride} = 0"
     df = store.query(
         f"SELECT ts, model, variant, replica, latency_s, error FROM chains WHERE {cond} "
         "ORDER BY ts", params)
@@ -158,8 +161,8 @@ def sample_note(lat: pd.DataFrame) -> str:
     stride = lat.attrs.get("stride", 1)
     if stride <= 1:
         return ""
-    return (f"Latency from a systematic sample: every {stride}th of {lat.attrs['total']:,} "
-            f"traced requests in the window ({len(lat):,} read).")
+    return (f"Latency from a sample: about 1 in {stride} of {lat.attrs['total']:,} traced "
+            f"requests in the window ({len(lat):,} read).")
 
 
 def chain_models(store: Store, start: float, end: float) -> list[str]:

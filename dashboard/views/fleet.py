@@ -84,8 +84,9 @@ def _rates(ctx: PageContext) -> None:
         st.info("No `triton_request_success_per_second` samples in this window.")
         return
     per = df.groupby(["ts", "replica"], as_index=False)["value"].sum()
-    st.plotly_chart(charts.line_figure(per, "value", "replica", "Successful requests/s",
-                                       yaxis="req/s"), key="fleet_rate_chart")
+    data, spec = charts.line_spec(per, "value", "replica", "Successful requests/s",
+                                  yaxis="req/s")
+    st.vega_lite_chart(data, spec, key="fleet_rate_chart")
     if note := downsample.method_note(df):
         st.caption(note)
 

@@ -58,9 +58,9 @@ def _history(ctx: PageContext, devices: list[str]) -> None:
         if df[field].isna().all():
             cols[i % 2].caption(f"{title}: not reported (no CUDA caching allocator here).")
             continue
-        plot = df.assign(v=df[field].astype(float) * scale)
-        cols[i % 2].plotly_chart(charts.line_figure(plot, "v", "label", title, yaxis=unit),
-                                 key=f"gpus_{field}")
+        plot = df.assign(**{field: df[field].astype(float) * scale})
+        data, spec = charts.line_spec(plot, field, "label", title, yaxis=unit)
+        cols[i % 2].vega_lite_chart(data, spec, key=f"gpus_{field}")
     if note := downsample.method_note(df):
         st.caption(note)
 

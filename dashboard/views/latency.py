@@ -62,9 +62,10 @@ def body(ctx: PageContext) -> None:
     st.subheader("Jitter")
     jit = queries.latency_windows(lat, window_s, by=("replica",))
     jit["std_ms"] = jit["std"] * 1000
-    st.plotly_chart(charts.line_figure(jit, "std_ms", "replica",
-                                       "Standard deviation of latency per window (jitter)",
-                                       x="window_start", yaxis="ms"), key="latency_jitter")
+    data, spec = charts.line_spec(jit, "std_ms", "replica",
+                                  "Standard deviation of latency per window (jitter)",
+                                  x="window_start", yaxis="ms")
+    st.vega_lite_chart(data, spec, key="latency_jitter")
     overall = queries.chain_stats(lat.assign(model=model), by=("model",))
     if not overall.empty:
         r = overall.iloc[0]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-__all__ = ["figure", "frame", "metrics", "texts"]
+__all__ = ["figure", "frame", "metrics", "texts", "vega"]
 
 
 def frame(at: object, *cols: str) -> pd.DataFrame:
@@ -47,3 +47,14 @@ def figure(at: object, index: int = 0) -> list[dict]:
                 d[k] = _decode(d[k])
         out.append(d)
     return out
+
+
+def vega(at: object, index: int = 0) -> tuple[dict, pd.DataFrame]:
+    """The spec and the data of the ``index``-th Vega-Lite chart."""
+    import json
+
+    import pyarrow as pa
+
+    el = at.get("vega_lite_chart")[index]  # type: ignore[attr-defined]
+    data = pa.ipc.open_stream(el.proto.data.data).read_pandas()
+    return json.loads(el.proto.spec), data

@@ -6,9 +6,10 @@ import json
 
 import numpy as np
 import pytest
-from dashboard_helpers import figure, frame, metrics, texts
+from dashboard_helpers import figure, frame, metrics, texts, vega
 from dashboard_seed import DURATION_S, REPLICAS, T0, baselines_table, seed
 
+from dashboard.queries import bucket_seconds
 from warden.records import Stage
 
 PAGES = ("fleet.py", "latency.py", "traces.py", "gpus.py", "alerts.py", "chaos.py")
@@ -59,6 +60,9 @@ def test_fleet_numbers_match_the_store(seeded, page):
     assert row["errors"] == sum(c.error for c in chains)
     assert row["p50_ms"] == pytest.approx(np.median([c.latency_s for c in chains]) * 1000)
     assert any("No lab running" in t for t in texts(at, "info"))  # no lab.json: a message
+    spec, data = vega(at, 0)
+    assert set(data["series"]) == set(REPLICAS)
+    assert data[data["series"] == "r2"]["v"].iloc[-1] == 0.0  # r2 died: its rate falls to 0
 
 
 def test_fleet_shows_router_weights_and_variant_split(seeded, page, tmp_path):
@@ -163,10 +167,18 @@ def test_gpus_latest_readings_simulated_marked_and_throttling(seeded, page):
     want = sum(1 for g in seeded.gpu if g.throttle_reasons)
     assert thr.to_dict("records")[0]["readings"] == want
     assert list(thr["reason"]) == ["sw_thermal_slowdown"]
-    charts = at.get("plotly_chart")
-    assert len(charts) >= 6
-    legend = {t["name"] for t in figure(at, 0)}
-    assert legend == {"gpu0 (simulated)", "gpu1", "gpu2 (simulated)"}
+    assert len(at.get("vega_lite_chart")) == 8
+    spec, data = vega(at, 0)
+    assert spec["title"] == "Temperature"
+    assert set(data["series"]) == {"gpu0 (simulated)", "gpu1", "gpu2 (simulated)"}
+    # the default range (1 h) over 1 s readings: exact means per aligned bucket
+    step = bucket_seconds(0, 3600, 300)
+    b0 = T0 // step * step
+    g0 = data[data["series"] == "gpu0 (simulated)"]
+    first = [g.temperature_c for g in seeded.gpu if g.device == "gpu0" and g.ts < b0 + step]
+    assert g0["v"].iloc[0] == pytest.approx(np.mean(first))
+    assert g0["t"].iloc[0] == pytest.approx(b0 * 1000)  # epoch ms on a UTC time axis
+    assert len(g0) == len({g.ts // step for g in seeded.gpu if g.device == "gpu0"})
 
 
 def test_alerts_outbox_and_audit(seeded, page):
