@@ -44,7 +44,8 @@ def line_spec(df: pd.DataFrame, y: str, color: str | None, title: str, *, yaxis:
     data = df[cols].rename(columns={x: "t", y: "v", **({color: "series"} if color else {})})
     data = data.assign(t=_dt(data["t"]), v=data["v"].astype(float))
     enc: dict = {
-        "x": {"field": "t", "type": "temporal", "title": "UTC", "scale": {"type": "utc"}},
+        "x": {"field": "t", "type": "temporal", "title": "UTC", "scale": {"type": "utc"},
+              "axis": {"format": "%H:%M", "labelOverlap": True}},
         "y": {"field": "v", "type": "quantitative", "title": yaxis or y},
         "tooltip": [{"field": "t", "type": "temporal", "title": "time (UTC)",
                      "timeUnit": "utcyearmonthdatehoursminutesseconds"},
@@ -54,7 +55,7 @@ def line_spec(df: pd.DataFrame, y: str, color: str | None, title: str, *, yaxis:
     if color:
         data["series"] = data["series"].astype(str)
         enc["color"] = {"field": "series", "type": "nominal", "title": None,
-                        "legend": {"orient": "bottom"}}
+                        "legend": {"orient": "right"}}
         enc["tooltip"].insert(0, {"field": "series", "type": "nominal", "title": color})
         enc["opacity"] = {"condition": {"param": "pick", "value": 1}, "value": 0.2}
         params.append({"name": "pick", "select": {"type": "point", "fields": ["series"]},

@@ -86,7 +86,7 @@ def _rates(ctx: PageContext) -> None:
     per = df.groupby(["ts", "replica"], as_index=False)["value"].sum()
     data, spec = charts.line_spec(per, "value", "replica", "Successful requests/s",
                                   yaxis="req/s")
-    st.vega_lite_chart(data, spec, key="fleet_rate_chart")
+    st.vega_lite_chart(data, spec, key="fleet_rate_chart", height=300)
     if note := downsample.method_note(df):
         st.caption(note)
 

@@ -60,7 +60,7 @@ def _history(ctx: PageContext, devices: list[str]) -> None:
             continue
         plot = df.assign(**{field: df[field].astype(float) * scale})
         data, spec = charts.line_spec(plot, field, "label", title, yaxis=unit)
-        cols[i % 2].vega_lite_chart(data, spec, key=f"gpus_{field}")
+        cols[i % 2].vega_lite_chart(data, spec, key=f"gpus_{field}", height=300)
     if note := downsample.method_note(df):
         st.caption(note)
 

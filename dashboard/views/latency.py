@@ -65,7 +65,7 @@ def body(ctx: PageContext) -> None:
     data, spec = charts.line_spec(jit, "std_ms", "replica",
                                   "Standard deviation of latency per window (jitter)",
                                   x="window_start", yaxis="ms")
-    st.vega_lite_chart(data, spec, key="latency_jitter")
+    st.vega_lite_chart(data, spec, key="latency_jitter", height=300)
     overall = queries.chain_stats(lat.assign(model=model), by=("model",))
     if not overall.empty:
         r = overall.iloc[0]

@@ -21,17 +21,19 @@ ARTIFACTS = Path(__file__).resolve().parents[2] / "artifacts" / "dashboard"
 FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync",
          "--window-size=1400,2200", "--hide-scrollbars")
-#: url path -> (texts that must appear, minimum plotly charts)
+#: url path -> (texts that must appear, charts drawn: plotly and Vega-Lite)
 PAGES: dict[str, tuple[tuple[str, ...], int]] = {
     "": (("Fleet", "Replicas", "Healthy", "Latency per model and replica", "No lab running"), 1),
     "latency": (("Latency", "Jitter", "Anomalies", "P99 (ms)"), 2),
     "traces": (("Traces", "Slowest 20 chains", "Offsets from the raw spans", "GPU at that time"),
                1),
-    "gpus": (("GPUs", "SIMULATED", "Throttle reasons", "Temperature"), 6),
+    "gpus": (("GPUs", "SIMULATED", "Throttle reasons", "Devices"), 8),
     "alerts": (("Alert timeline", "Notification outbox", "Remediation audit", "Evidence"), 1),
     "chaos": (("Chaos", "Experiments", "Timeline", "broken.json"), 2),
 }
 TIMEOUT_S = 25.0
+#: a drawn chart: plotly's or Vega-Lite's container
+CHART_CSS = ".js-plotly-plot, .vega-embed"
 
 pytestmark = [
     pytest.mark.slow,
@@ -80,7 +82,7 @@ def _settled(driver, texts: tuple[str, ...], charts: int) -> str:
     while time.monotonic() < deadline:
         body = driver.execute_script("return document.body.innerText")
         running = driver.find_elements(By.CSS_SELECTOR, '[data-testid="stStatusWidget"]')
-        plots = driver.find_elements(By.CSS_SELECTOR, ".js-plotly-plot .main-svg")
+        plots = driver.find_elements(By.CSS_SELECTOR, CHART_CSS)
         if all(t in body for t in texts) and len(plots) >= charts and not (
                 running and "Running" in running[0].text):
             time.sleep(0.8)  # let plotly finish its transitions before the screenshot
