@@ -176,8 +176,10 @@ def rolling_band(values: pd.Series, window: int = 30, k: float = 3.0,
     """
     hist = values.astype(float).shift(1)
     minp = max(3, window // 3)
-    med = hist.rolling(window, min_periods=minp).median()
-    mad = (hist - med).abs().rolling(window, min_periods=minp).median() * 1.4826
+    roll = hist.rolling(window, min_periods=minp)
+    med = roll.median()
+    # MAD of the same trailing window about its own median (a few hundred windows at most)
+    mad = roll.apply(lambda a: np.nanmedian(np.abs(a - np.nanmedian(a))), raw=True) * 1.4826
     # A perfectly steady history has MAD 0; a band of zero width would call every wobble
     # anomalous, so the half-width is at least ``floor`` of the median.
     half = np.maximum(k * mad, floor * med)

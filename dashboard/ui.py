@@ -32,6 +32,9 @@ RANGES: dict[str, float | None] = {
     "Last 15 min": 900.0, "Last 1 h": 3600.0, "Last 6 h": 21600.0, "Last 24 h": 86400.0,
     "All": None,
 }
+#: Values of the ``range`` URL query parameter.
+RANGE_PARAMS: dict[str, str] = {"15m": "Last 15 min", "1h": "Last 1 h", "6h": "Last 6 h",
+                                "24h": "Last 24 h", "all": "All"}
 REFRESH_CHOICES: tuple[int, ...] = (2, 5, 10, 30, 60)
 
 
@@ -88,7 +91,10 @@ def guarded(what: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any
 def _sidebar(settings: DashboardSettings) -> tuple[float | None, float | None]:
     sb = st.sidebar
     sb.caption(f"Store: `{settings.db_path}`")
-    label = sb.selectbox("Time range", list(RANGES), index=1, key="warden_range")
+    # ?range=24h in the URL picks the initial window (shareable links, and the benchmark)
+    wanted = RANGE_PARAMS.get(str(st.query_params.get("range", "")), "Last 1 h")
+    label = sb.selectbox("Time range", list(RANGES), index=list(RANGES).index(wanted),
+                         key="warden_range")
     refresh = sb.toggle("Auto-refresh", value=False, key="warden_refresh")
     every = sb.select_slider("Refresh every (s)", options=list(REFRESH_CHOICES), value=5,
                              key="warden_refresh_s", disabled=not refresh)

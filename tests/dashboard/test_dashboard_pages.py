@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -234,3 +235,19 @@ def test_auto_refresh_toggle_is_off_by_default_and_can_be_turned_on(seeded, page
     _clean(at)
     assert at.select_slider(key="warden_refresh_s").disabled is False
     assert metrics(at)["Replicas"] == "3"
+
+
+def test_range_query_parameter_sets_the_window(seeded, monkeypatch):
+    import pandas as pd
+    from streamlit.testing.v1 import AppTest
+
+    monkeypatch.setenv("WARDEN_DB", str(seeded.db))
+    views = Path(__file__).resolve().parents[2] / "dashboard" / "views"
+    for param, label, span in (("15m", "Last 15 min", 900), ("24h", "Last 24 h", 86400)):
+        at = AppTest.from_file(str(views / "latency.py"), default_timeout=60)
+        at.query_params["range"] = param
+        at.run()
+        _clean(at)
+        assert at.selectbox(key="warden_range").value == label
+        start = pd.to_datetime(seeded.end + 1e-3 - span, unit="s", utc=True)
+        assert any(f"Window: {start:%Y-%m-%d %H:%M:%S}" in c for c in texts(at, "caption"))
