@@ -18,7 +18,6 @@ meant for the user; a malformed row or file is skipped and counted, never raised
 from __future__ import annotations
 
 import json
-import sqlite3
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -44,6 +43,7 @@ __all__ = [
     "outbox_rows",
     "rolling_band",
     "router_state",
+    "silences",
     "table_exists",
 ]
 
@@ -58,6 +58,8 @@ JOURNAL_KEYS: tuple[str, ...] = (
     "slo_violation_s",
 )
 ROUTER_TIMEOUT_S = 0.5
+#: Newest notifications read for the alert timeline (older ones are history, not state).
+MAX_NOTIFICATIONS = 2_000
 
 
 class SourceMissing(LookupError):
@@ -123,7 +125,9 @@ def alert_timeline(store: Store, now: float) -> pd.DataFrame:
         raise SourceMissing("No alerts yet: the `alert_outbox` table does not exist.")
     from warden.alerting.payload import parse_go_time  # lazy: alerting's pydantic models
 
-    raw = store.query("SELECT created_at, body FROM alert_outbox ORDER BY created_at, id")
+    raw = store.query(
+        "SELECT created_at, body FROM (SELECT created_at, body, id FROM alert_outbox "
+        f"ORDER BY created_at DESC, id DESC LIMIT {MAX_NOTIFICATIONS}) ORDER BY created_at, id")
     alerts: dict[str, dict[str, Any]] = {}
     for created_at, body in raw.itertuples(index=False):
         try:
@@ -151,6 +155,26 @@ def alert_timeline(store: Store, now: float) -> pd.DataFrame:
     cols = ["alertname", "severity", "status", "starts_at", "ends_at", "summary", "labels",
             "fingerprint"]
     return pd.DataFrame(list(alerts.values()), columns=cols)
+
+
+def _matchers_text(raw: object) -> str:
+    """Alerting's stored matchers (a JSON list of ``{name, op, value}``) as ``name="value"``."""
+    items = _json_or_raw(raw)
+    if not isinstance(items, list):
+        return str(items)
+    return ", ".join(f'{m.get("name", "?")}{m.get("op", "=")}"{m.get("value", "")}"'
+                     if isinstance(m, dict) else str(m) for m in items)
+
+
+def silences(store: Store, now: float) -> pd.DataFrame:
+    """Silences (alerting's ``alert_silences``) not yet expired at ``now``, newest first."""
+    if not table_exists(store, "alert_silences"):
+        raise SourceMissing("No silences: the `alert_silences` table does not exist yet "
+                            "(`warden alerts silence add` creates it).")
+    df = store.query("SELECT id, matchers, starts_at, ends_at, created_by, comment FROM "
+                     "alert_silences WHERE ends_at > ? ORDER BY starts_at DESC", (now,))
+    df["matchers"] = [_matchers_text(m) for m in df["matchers"]]
+    return df
 
 
 # -- baselines ----------------------------------------------------------------------------------

@@ -30,6 +30,17 @@ def _alerts(ctx: PageContext) -> None:
                  hide_index=True, key="alerts_table")
 
 
+def _silences(ctx: PageContext) -> None:
+    df = sources.silences(ctx.store, ctx.latest)
+    if df.empty:
+        st.caption("No active silences.")
+        return
+    st.markdown(f"**Active silences: {len(df)}**")
+    st.dataframe(df.assign(starts=to_datetime(df["starts_at"]), ends=to_datetime(df["ends_at"]))
+                 [["matchers", "starts", "ends", "created_by", "comment"]],
+                 hide_index=True, key="alerts_silences")
+
+
 def _outbox(ctx: PageContext) -> None:
     st.subheader("Notification outbox")
     df = sources.outbox_rows(ctx.store)
@@ -78,6 +89,7 @@ def _audit(ctx: PageContext) -> None:
 
 def body(ctx: PageContext) -> None:
     guarded("Alerts", _alerts, ctx)
+    guarded("Silences", _silences, ctx)
     guarded("Outbox", _outbox, ctx)
     guarded("Audit", _audit, ctx)
 

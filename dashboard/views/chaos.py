@@ -5,7 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from dashboard import charts, sources
-from dashboard.ui import PageContext, guarded, run_page, to_datetime
+from dashboard.ui import PageContext, run_page, to_datetime
 
 
 def body(ctx: PageContext) -> None:

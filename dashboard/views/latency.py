@@ -8,7 +8,7 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import charts, queries, sources
-from dashboard.ui import PageContext, guarded, run_page, to_datetime
+from dashboard.ui import PageContext, run_page, to_datetime
 
 ALL = "(all)"
 

@@ -13,6 +13,7 @@ from typing import Any
 
 from warden.alerting.outbox import Outbox
 from warden.alerting.payload import build_webhook_payload
+from warden.alerting.silences import SilenceStore
 from warden.alerting.webhook import DeliveryResult
 from warden.db import open_db
 from warden.records import (
@@ -168,6 +169,8 @@ def seed(db: Path, home: Path) -> Seeded:
     box.mark_delivered(items["n1"].id, now=T0 + 503, status_code=200)
     box.mark_failed(items["n2"].id, now=T0 + 451, result=DeliveryResult(False, False, 400, "bad"),
                     next_attempt_at=T0 + 451, dead=True)
+    SilenceStore(conn).add(["alertname=ReplicaDown"], now=T0 + 590, duration_s=3600,
+                           created_by="oncall", comment="r2 being replaced")
     conn.close()
 
     chaos = home / "chaos"

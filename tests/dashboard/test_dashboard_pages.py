@@ -192,6 +192,9 @@ def test_alerts_outbox_and_audit(seeded, page):
     alerts = frame(at, "alertname", "status", "starts").set_index("alertname")
     assert alerts.loc["ReplicaDown", "status"] == "resolved"
     assert alerts.loc["LatencyP99High", "status"] == "firing"
+    sil = frame(at, "matchers", "created_by", "comment")
+    assert sil.to_dict("records")[0]["matchers"] == 'alertname="ReplicaDown"'
+    assert sil["comment"].iloc[0] == "r2 being replaced"
     box = frame(at, "state", "attempts", "last_status")
     assert sorted(zip(box["group_key"], box["state"])) == [("LatencyP99High", "delivered"),
                                                            ("ReplicaDown", "dead")]
