@@ -123,7 +123,7 @@ def time_page(page: str, window: str, runs: int) -> list[float]:
 #: page url path -> the text of its last section, and how many charts it draws
 BROWSER_PAGES: dict[str, tuple[str, int]] = {
     "": ("Router", 1), "latency": ("Anomalies", 2), "traces": ("GPU at that time", 1),
-    "gpus": ("Throttle reasons", 8), "alerts": ("Remediation audit", 1),
+    "gpus": ("Throttle reasons", 8), "alerts": ("Remediation audit", 0),
     "chaos": ("Timeline", 2),
 }
 
@@ -173,7 +173,7 @@ def browser_times(db: Path, runs: int) -> dict[tuple[str, str], list[float]]:
                                 if last in body and len(drawn) >= charts and not (
                                         widget and "Running" in widget[0].text):
                                     break
-                                time.sleep(0.02)
+                                time.sleep(0.1)
                             out.setdefault((path or "fleet", rng), []).append(
                                 time.perf_counter() - t)
             finally:

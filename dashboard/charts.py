@@ -38,7 +38,10 @@ def line_spec(df: pd.DataFrame, y: str, color: str | None, title: str, *, yaxis:
     Why Vega-Lite for plain lines: one spec serves any number of lines (the data is long-form,
     sent as Arrow), where plotly builds and validates one trace object per line, about 10 ms
     each; a GPU page with ten devices and eight metrics would spend a second on that alone.
-    Interactive: tooltips, drag to pan, wheel to zoom, click a legend entry to highlight.
+    Interactive through tooltips and Streamlit's full-screen view only: Vega-Lite's
+    scale-bound zoom and legend selections cost about half a second of browser main thread per
+    chart (measured in headless Chromium), which a page of eight charts cannot afford; the
+    plotly charts (latency band, waterfall, timelines) keep zoom and pan.
     """
     cols = [c for c in (x, y, color) if c]
     data = df[cols].rename(columns={x: "t", y: "v", **({color: "series"} if color else {})})
@@ -51,17 +54,13 @@ def line_spec(df: pd.DataFrame, y: str, color: str | None, title: str, *, yaxis:
                      "timeUnit": "utcyearmonthdatehoursminutesseconds"},
                     {"field": "v", "type": "quantitative", "format": ".4~g", "title": y}],
     }
-    params: list[dict] = [{"name": "zoom", "select": "interval", "bind": "scales"}]
     if color:
         data["series"] = data["series"].astype(str)
         enc["color"] = {"field": "series", "type": "nominal", "title": None,
                         "legend": {"orient": "right"}}
         enc["tooltip"].insert(0, {"field": "series", "type": "nominal", "title": color})
-        enc["opacity"] = {"condition": {"param": "pick", "value": 1}, "value": 0.2}
-        params.append({"name": "pick", "select": {"type": "point", "fields": ["series"]},
-                       "bind": "legend"})
-    spec = {"title": title, "mark": {"type": "line", "interpolate": "linear"}, "height": 260,
-            "encoding": enc, "params": params}
+    spec = {"title": title, "mark": {"type": "line", "interpolate": "linear"},
+            "height": 260, "encoding": enc}
     return data, spec
 
 
