@@ -1,0 +1,86 @@
+"""GPUs: temperature, clocks, power, utilisation, memory, allocator, throttling; twins marked."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from dashboard import charts, downsample, queries
+from dashboard.ui import PageContext, guarded, run_page, to_datetime
+
+CHARTS: tuple[tuple[str, str, str, float], ...] = (
+    # field, title, unit, scale
+    ("temperature_c", "Temperature", "°C", 1.0),
+    ("sm_clock_mhz", "SM clock", "MHz", 1.0),
+    ("power_w", "Power", "W", 1.0),
+    ("utilization", "Utilisation", "fraction", 1.0),
+    ("memory_used_bytes", "Memory used", "GiB", 1 / 2**30),
+    ("alloc_reserved_bytes", "Allocator: reserved", "GiB", 1 / 2**30),
+    ("alloc_allocated_bytes", "Allocator: allocated", "GiB", 1 / 2**30),
+    ("throttled", "Share of readings throttled", "fraction", 1.0),
+)
+
+
+def _latest(ctx: PageContext) -> list[str]:
+    latest = queries.gpu_latest(ctx.store, ctx.start, ctx.end)
+    if latest.empty:
+        st.info("No GPU readings in this window. Without a GPU, the lab's simulated twin "
+                "provides them (collected from each replica's control port).")
+        return []
+    if latest["simulated"].any():
+        st.warning("Devices marked SIMULATED are Warden's GPU twin (a physical model), not "
+                   "hardware.")
+    show = latest.assign(
+        kind=["SIMULATED" if s else "hardware" for s in latest["simulated"]],
+        time=to_datetime(latest["ts"]),
+        memory_used_gib=latest["memory_used_bytes"] / 2**30,
+        memory_total_gib=latest["memory_total_bytes"] / 2**30,
+        alloc_reserved_gib=latest["alloc_reserved_bytes"].astype(float) / 2**30,
+        alloc_allocated_gib=latest["alloc_allocated_bytes"].astype(float) / 2**30)
+    st.subheader("Now")
+    st.dataframe(show[["device", "kind", "replica", "time", "temperature_c", "sm_clock_mhz",
+                       "sm_clock_max_mhz", "power_w", "power_limit_w", "utilization",
+                       "memory_used_gib", "memory_total_gib", "alloc_allocated_gib",
+                       "alloc_reserved_gib", "alloc_retries", "alloc_ooms", "throttle_reasons",
+                       "xid_errors", "ecc_errors"]],
+                 hide_index=True, key="gpus_latest")
+    return [str(d) for d in latest["device"]]
+
+
+def _history(ctx: PageContext, devices: list[str]) -> None:
+    picked = st.multiselect("Devices", devices, default=devices, key="gpus_devices")
+    df = downsample.gpu(ctx.store, ctx.start, ctx.end, devices=picked or devices)
+    if df.empty:
+        return
+    df["label"] = [f"{d} (simulated)" if s else d for d, s in
+                   zip(df["device"], df["simulated"], strict=True)]
+    cols = st.columns(2)
+    for i, (field, title, unit, scale) in enumerate(CHARTS):
+        if df[field].isna().all():
+            cols[i % 2].caption(f"{title}: not reported (no CUDA caching allocator here).")
+            continue
+        plot = df.assign(**{field: df[field].astype(float) * scale})
+        data, spec = charts.line_spec(plot, field, "label", title, yaxis=unit)
+        cols[i % 2].vega_lite_chart(data, spec, key=f"gpus_{field}", height=300)
+    if note := downsample.method_note(df):
+        st.caption(note)
+
+
+def _throttle(ctx: PageContext) -> None:
+    st.subheader("Throttle reasons")
+    t = queries.throttle_summary(ctx.store, ctx.start, ctx.end)
+    if t.empty:
+        st.info("No throttling in this window.")
+        return
+    st.dataframe(t.assign(first=to_datetime(t["first_ts"]), last=to_datetime(t["last_ts"]))
+                 [["device", "reason", "readings", "first", "last"]],
+                 hide_index=True, key="gpus_throttle")
+
+
+def body(ctx: PageContext) -> None:
+    devices = guarded("Latest readings", _latest, ctx)
+    if devices:
+        guarded("GPU history", _history, ctx, devices)
+        guarded("Throttling", _throttle, ctx)
+
+
+run_page("GPUs", body)
