@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -24,7 +25,8 @@ def _warden(*args: str, env: dict[str, str], **kw) -> subprocess.Popen[str]:
 
 def test_up_status_and_ctrl_c_leave_no_process(tmp_path: Path) -> None:
     env = {**os.environ, "WARDEN_HOME": str(tmp_path)}
-    up = _warden("up", "--replicas", "1", "--router-port", "0", env=env)
+    up = _warden("up", "--replicas", "1", "--router-port", "0", "--dashboard-port", "0",
+                 env=env)
     lines: list[str] = []
     try:
         deadline = time.monotonic() + 120
@@ -40,6 +42,9 @@ def test_up_status_and_ctrl_c_leave_no_process(tmp_path: Path) -> None:
         info = json.loads((tmp_path / "lab.json").read_text())
         pgids = [r["pid"] for r in info["replicas"].values()]
         assert pgids and all(_group_alive(p) for p in pgids)
+        dash = next(l.split()[1] for l in lines if l.startswith("dashboard"))
+        with urllib.request.urlopen(f"{dash}/_stcore/health", timeout=5) as resp:
+            assert resp.status == 200
         time.sleep(2)
         status = subprocess.run([sys.executable, "-m", "warden.cli", "fleet", "status"],
                                 env=env, text=True, capture_output=True, timeout=30)
@@ -56,5 +61,7 @@ def test_up_status_and_ctrl_c_leave_no_process(tmp_path: Path) -> None:
     assert "traffic summary" in out
     assert not any(_group_alive(p) for p in pgids)
     assert not (tmp_path / "lab.json").exists()
+    with pytest.raises(OSError):
+        urllib.request.urlopen(f"{dash}/_stcore/health", timeout=2)
     assert subprocess.run([sys.executable, "-m", "warden.cli", "fleet", "status"], env=env,
                           capture_output=True, timeout=30).returncode == 2

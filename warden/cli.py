@@ -19,6 +19,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "anomaly.cli",
     "chaos.cli",
     "collectors.cli",
+    "dashboard.cli",
     "collectors.trace_cli",
     "remediation.cli",
     "serving.router.cli",

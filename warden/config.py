@@ -40,6 +40,8 @@ class LabConfig(_Strict):
                                                                       period_s=600))
     traffic_models: dict[str, float] = Field(default_factory=lambda: {"synth": 3.0, "mlp": 1.0})
     tracing: bool = True
+    dashboard: bool = True
+    dashboard_port: int = Field(8501, ge=0, le=65535)
 
 
 class WardenConfig(_Strict):

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from serving.fleet import Fleet, Replica
+from serving.fleet import Fleet, Replica, free_port
 from serving.loadgen import LoadGenerator
 from serving.router import RouterConfig
 from serving.router.process import RouterProcess
@@ -42,6 +42,7 @@ class LabInfo:
     otlp_url: str | None = None
     db_path: str = ""
     metrics_url: str = ""
+    dashboard_url: str = ""
     pid: int = field(default_factory=os.getpid)
     started_at: float = field(default_factory=time.time)
 
@@ -73,6 +74,7 @@ class Lab:
         router_port: int | None = None,
         hooks: Sequence[TickHook] = (),
         alert_sinks: Sequence[AlertSink] = (),
+        with_dashboard: bool = False,
     ) -> None:
         self.config = config
         self.with_traffic = with_traffic
@@ -84,6 +86,9 @@ class Lab:
                                     remediation=config.remediation)
                           if with_telemetry else None)
         self.fleet = Fleet(config.fleet.model_copy(), self.home, on_change=self._fleet_changed)
+        self.with_dashboard = with_dashboard
+        self.dashboard: Any | None = None
+        self.dashboard_url = ""
         self.router: RouterProcess | None = None
         self.router_url = ""
         self.admin: RouterAdmin | None = None
@@ -106,6 +111,8 @@ class Lab:
                                             admin=self.admin)
             if self.with_traffic:
                 self._start_traffic()
+            if self.with_dashboard:
+                self._start_dashboard()
         except BaseException:
             self.stop()
             raise
@@ -115,7 +122,8 @@ class Lab:
 
     def stop(self) -> None:
         """Stop everything, newest first; never raises, so every step gets its turn."""
-        steps = [self._stop_traffic, self._stop_router, self.fleet.stop_all]
+        steps = [self._stop_dashboard, self._stop_traffic, self._stop_router,
+                 self.fleet.stop_all]
         if self.telemetry is not None:
             steps.append(self.telemetry.stop)
         for step in steps:
@@ -142,6 +150,7 @@ class Lab:
             otlp_url=self.otlp_url,
             db_path=str(self.config.db_path),
             metrics_url=self.telemetry.metrics_url if self.telemetry else "",
+            dashboard_url=self.dashboard_url,
         )
 
     def run_until_interrupted(self) -> None:
@@ -186,6 +195,25 @@ class Lab:
         if self.router is not None:
             self.router.stop()
             self.router = None
+
+    # -- dashboard -----------------------------------------------------------------------------
+
+    def _start_dashboard(self) -> None:
+        from dashboard.launch import start_dashboard, wait_ready
+
+        port = self.config.lab.dashboard_port or free_port()
+        self.dashboard_url = f"http://127.0.0.1:{port}"
+        log = open(self.home / "dashboard.log", "ab")
+        self.dashboard = start_dashboard(self.config.db_path, port=port, home=self.home, log=log)
+        log.close()
+        wait_ready(self.dashboard, self.dashboard_url, timeout_s=60)
+
+    def _stop_dashboard(self) -> None:
+        if self.dashboard is not None:
+            from dashboard.launch import stop_dashboard
+
+            stop_dashboard(self.dashboard)
+            self.dashboard = None
 
     # -- traffic -------------------------------------------------------------------------------
 

@@ -21,6 +21,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     up.add_argument("--replicas", type=int, help="number of Triton replicas")
     up.add_argument("--no-traffic", action="store_true", help="do not start the load generator")
     up.add_argument("--router-port", type=int, help="router port (0 = any free port)")
+    up.add_argument("--no-dashboard", action="store_true", help="do not start the dashboard")
+    up.add_argument("--dashboard-port", type=int, help="dashboard port (0 = any free port)")
     up.set_defaults(func=cmd_up)
 
     fleet = subparsers.add_parser("fleet", help="inspect the running lab's fleet")
@@ -38,12 +40,17 @@ def cmd_up(args: argparse.Namespace) -> int:
         return 2
     if args.replicas is not None:
         config.lab.replicas = args.replicas
-    lab = Lab(config, with_traffic=not args.no_traffic, router_port=args.router_port)
+    if args.dashboard_port is not None:
+        config.lab.dashboard_port = args.dashboard_port
+    lab = Lab(config, with_traffic=not args.no_traffic, router_port=args.router_port,
+              with_dashboard=config.lab.dashboard and not args.no_dashboard)
     print(f"warden: starting {config.lab.replicas} Triton replicas ...", flush=True)
     try:
         info = lab.start()
         print(f"router      {info.router_url}   (admin: {info.router_url}/admin/state, "
               f"metrics: {info.router_url}/metrics)")
+        if info.dashboard_url:
+            print(f"dashboard   {info.dashboard_url}")
         if info.otlp_url:
             print(f"traces      {info.otlp_url}   store {info.db_path}")
             print(f"warden      {info.metrics_url}")
