@@ -18,6 +18,7 @@ from __future__ import annotations
 import atexit
 import logging
 import os
+import random
 import secrets
 import signal
 import socket
@@ -64,11 +65,36 @@ class FleetConfig(BaseModel):
                               description="guards Triton's statistics/trace/logging APIs")
 
 
+_LISTEN_PORTS = (20000, 32000)
+_port_lock = threading.Lock()
+_port_rng = random.Random()
+
+
+def _ephemeral_range() -> tuple[int, int]:
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
 def free_port() -> int:
-    """A port free on loopback right now (the kernel's pick)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A loopback port free right now, chosen *below* the kernel's ephemeral range.
+
+    Why not ``bind(0)``: the kernel then hands out an ephemeral port, the same range outgoing
+    connections draw from, and between our check and Triton's own bind a client connection
+    (the load generator, a scraper) can take it; Triton then fails with "Address already in
+    use" (seen here). Ports below the ephemeral range are only ever taken by listeners.
+    """
+    low, high = _LISTEN_PORTS
+    eph_low, _ = _ephemeral_range()
+    high = min(high, eph_low - 1)
+    with _port_lock:
+        for _ in range(200):
+            port = _port_rng.randrange(low, high)
+            if not _port_in_use(port):
+                return port
+    raise RuntimeError(f"no free port in {low}..{high}")
 
 
 def _port_in_use(port: int) -> bool:
