@@ -106,6 +106,8 @@ def _triton_config(config: ReplicaConfig) -> Any:
             "level=TIMESTAMPS",
             f"opentelemetry,url={config.otlp_url}",
             f"opentelemetry,resource=service.name=triton-{config.name}",
+            # Triton's exporter batches for 5 s by default: chains (and detection) would wait.
+            "opentelemetry,bsp_schedule_delay=200",
         ]
     metrics_config = ["summary_latencies=true"] if config.summary_latencies else None
     return TritonConfig(

@@ -109,7 +109,12 @@ def test_latency_doubling_on_one_replica_alerts_that_replica_alone(lab, oncall) 
         alert = _wait_alert(store, "ReplicaP99Drift", "r1", t0, timeout=30)
     finally:
         _faults(victim.control_url, None)
-    assert alert is not None, _alerts(store)
+    det = lab.telemetry.detection
+    assert alert is not None, (_alerts(store), {k: (ks.detectors["p99_drift"].last_score_,
+                                                    det._peer_ratio(k, "p99_drift"),
+                                                    ks.detectors["p99_drift"].rejected_)
+                                                for k, ks in det.keys.items()},
+                               det.rules.states)
     detect_s = alert["ts"] - t0
     print(f"time from fault to P99-drift alert: {detect_s:.1f} s")
     assert detect_s < 10.0

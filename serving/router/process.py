@@ -46,6 +46,8 @@ class RouterProcess:
         root = str(Path(__file__).resolve().parents[2])
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(
             p for p in (root, os.environ.get("PYTHONPATH", "")) if p)}
+        # The SDK's batch exporter waits 5 s by default; chains need the router span sooner.
+        env.setdefault("OTEL_BSP_SCHEDULE_DELAY", "200")
         self._proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                       text=True, env=env, start_new_session=True)
         self.url = self._wait_ready(start_timeout_s)
