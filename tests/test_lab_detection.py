@@ -110,11 +110,14 @@ def test_latency_doubling_on_one_replica_alerts_that_replica_alone(lab, oncall) 
     finally:
         _faults(victim.control_url, None)
     det = lab.telemetry.detection
-    assert alert is not None, (_alerts(store), {k: (ks.detectors["p99_drift"].last_score_,
-                                                    det._peer_ratio(k, "p99_drift"),
-                                                    ks.detectors["p99_drift"].rejected_)
-                                                for k, ks in det.keys.items()},
-                               det.rules.states)
+    if alert is None:
+        for k, ks in det.keys.items():
+            d = ks.detectors["p99_drift"]
+            print("DBG", k, d.last_score_, d.cusum_, d.rejected_, d.n_seen_,
+                  det._peer_ratio(k, "p99_drift"), d.baseline_.lookup(time.time()))
+        for k, st in det.rules.states.items():
+            print("DBG", k, st.status, st.pending_since, st.peak_score)
+    assert alert is not None, _alerts(store)
     detect_s = alert["ts"] - t0
     print(f"time from fault to P99-drift alert: {detect_s:.1f} s")
     assert detect_s < 10.0
