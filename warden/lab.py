@@ -172,7 +172,8 @@ class Lab:
 
     def _start_router(self) -> None:
         router_cfg = RouterConfig(policy=self.config.lab.router_policy,
-                                  lite_models=set(self.config.fleet.models))
+                                  lite_models=set(self.config.fleet.models),
+                                  ready_models=self.fleet.model_names())
         self.router = RouterProcess(router_cfg, port=self.router_port or 0,
                                     otlp_endpoint=self.otlp_url)
         self.router_url = self.router.url

@@ -130,6 +130,9 @@ class RouterConfig(BaseModel):
     #: Failed checks in a row before a replica is marked unhealthy / passed checks to be healthy.
     unhealthy_threshold: int = Field(default=2, ge=1)
     healthy_threshold: int = Field(default=1, ge=1)
+    #: Models (Triton names, e.g. ``synth``, ``synth_lite``) that must each answer
+    #: ``/v2/models/{m}/ready`` for a replica to pass its health check.
+    ready_models: list[str] = Field(default_factory=list)
     ejection: EjectionConfig = Field(default_factory=EjectionConfig)
     #: Whole-request upstream timeout (connect + send + response) and the connect part alone.
     timeout_s: float = Field(default=30.0, gt=0)

@@ -33,13 +33,23 @@ class HealthChecker:
         self.healthy_threshold = healthy_threshold
         self.unhealthy_threshold = unhealthy_threshold
         self.rounds = 0
+        self.ready_models: list[str] = []
 
     async def probe(self, replica: ReplicaState) -> bool:
-        """One check of one replica; True only for HTTP 200."""
+        """One check of one replica; True only for HTTP 200 from the server and each model.
+
+        Triton (through PyTriton) says the *server* is ready before the models are loaded, so a
+        restarted replica would be re-admitted and answer 404 "unknown model" to everything;
+        the models in ``ready_models`` must each answer ``/v2/models/{m}/ready`` too.
+        """
+        paths = [HEALTH_PATH] + [f"/v2/models/{m}/ready" for m in self.ready_models]
         try:
-            async with self.session.get(replica.url + HEALTH_PATH, timeout=self.timeout) as resp:
-                await resp.read()
-                return resp.status == 200
+            for path in paths:
+                async with self.session.get(replica.url + path, timeout=self.timeout) as resp:
+                    await resp.read()
+                    if resp.status != 200:
+                        return False
+            return True
         except (TimeoutError, aiohttp.ClientError, OSError):
             return False
 

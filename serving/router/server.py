@@ -101,6 +101,7 @@ class Router:
                                     timeout_s=c.health_timeout_s,
                                     healthy_threshold=c.healthy_threshold,
                                     unhealthy_threshold=c.unhealthy_threshold)
+        self.health.ready_models = list(c.ready_models)
         if c.health_interval_s > 0:
             self._health_task = asyncio.get_running_loop().create_task(self.health.run())
         # auto_decompress=False: a gzip body is forwarded compressed, with its Content-Encoding

@@ -33,6 +33,9 @@ def router(fleet: Fleet) -> Iterator[RouterAdmin]:
         replicas=[{"name": r.name, "url": r.url} for r in fleet.replicas],
         policy="round_robin", lite_models={"synth", "mlp"}, health_interval_s=0.3,
         timeout_s=10, seed=11,
+        # Production's 30 s base ejection would outlast a restart; the test wants re-admission.
+        ejection={"base_ejection_s": 2.0, "max_ejection_s": 10.0},
+        ready_models=fleet.model_names(),
     )
     handle = run_router_in_thread(cfg, CollectorRegistry())
     admin = RouterAdmin(handle.url)
