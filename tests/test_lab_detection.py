@@ -48,6 +48,14 @@ def _wait_alert(store: Store, name: str, replica: str, since: float, timeout: fl
     return None
 
 
+def _spread(store: Store, replica: str, seconds: float) -> float:
+    """P90 - P50 of the replica's recent latency, in seconds."""
+    ch = store.query("SELECT latency_s FROM chains WHERE replica = ? AND ts > ?",
+                     (replica, time.time() - seconds))
+    p50, p90 = np.percentile(ch.latency_s, [50, 90])
+    return float(p90 - p50)
+
+
 def _median_latency(store: Store, replica: str, seconds: float) -> float:
     ch = store.query("SELECT latency_s FROM chains WHERE replica = ? AND ts > ?",
                      (replica, time.time() - seconds))
@@ -147,21 +155,24 @@ def test_latency_doubling_on_one_replica_alerts_that_replica_alone(lab, oncall) 
 def test_jitter_at_unchanged_median_raises_a_variance_alert(lab) -> None:
     lab, store = lab
     victim = lab.fleet.get("r0")
-    before = _median_latency(store, "r0", 10)
-    t0 = time.time()
+    spread = _spread(store, "r0", 10)
     # Rare on purpose: one model instance runs batches in turn, so frequent stalls queue every
     # request behind them and move the median too (measured: 60 ms x 20% tripled it, and
-    # 25 ms x 25% raised it by half on a quiet machine).
-    _faults(victim.control_url, {"jitter_ms": 40, "jitter_prob": 0.1})
+    # 25 ms x 25% raised it by half on a quiet machine). Sized against the replica's own
+    # spread: on a loaded 2-core CI runner P90 - P50 is 50-70 ms, and a 40 ms stall hides in it.
+    jitter_ms = min(max(40.0, 2e3 * spread), 150.0)
+    t0 = time.time()
+    _faults(victim.control_url, {"jitter_ms": jitter_ms, "jitter_prob": 0.1})
     try:
         alert = _wait_alert(store, "ReplicaLatencyJitter", "r0", t0, timeout=30)
-        during = _median_latency(store, "r0", 5)
+        # "Unchanged" against its peer over the same seconds: host load moves both alike.
+        during, peer = _median_latency(store, "r0", 5), _median_latency(store, "r1", 5)
     finally:
         _faults(victim.control_url, None)
     assert alert is not None, _alerts(store)
-    print(f"time from fault to jitter alert: {alert['ts'] - t0:.1f} s; median "
-          f"{before * 1e3:.1f} -> {during * 1e3:.1f} ms")
-    # Measured 8.5-19.7 s for this rare jitter (10% x 40 ms): the issue's 10 s target is not met
-    # for jitter yet (it is for drift); the bound asserts what is reliably true today.
+    print(f"jitter {jitter_ms:.0f} ms x 10%: time from fault to jitter alert "
+          f"{alert['ts'] - t0:.1f} s; median {during * 1e3:.1f} ms, peer's {peer * 1e3:.1f} ms")
+    # The bound is what holds on a loaded CI runner; benchmarks/detection_latency.py measures
+    # the time to alert against the 10 s target.
     assert alert["ts"] - t0 < 30.0
-    assert abs(during - before) / before < 0.5
+    assert abs(during - peer) / peer < 0.5
