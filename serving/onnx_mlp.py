@@ -11,6 +11,7 @@ Shapes: input ``x`` is ``[batch, IN_FEATURES]`` float32; output ``probs`` is
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -96,13 +97,25 @@ def build_mlp_files(directory: Path, seed: int = SEED) -> MlpFiles:
     """Write ``mlp.onnx`` and its dynamically quantised ``mlp_lite.onnx`` once; reuse after.
 
     The file names carry a hash of the seed and layer sizes, so a change of either rebuilds
-    instead of silently serving stale weights.
+    instead of silently serving stale weights. Replicas start in parallel and share the
+    directory, and the quantiser writes a scratch ``*-inferred.onnx`` beside its input, so the
+    build holds an exclusive lock: without it one replica deleted the other's scratch file
+    mid-read and failed to start.
     """
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-
     directory.mkdir(parents=True, exist_ok=True)
     tag = hashlib.sha1(f"{seed}-{IN_FEATURES}-{HIDDEN}-{OUT_CLASSES}".encode()).hexdigest()[:10]
     files = MlpFiles(directory / f"mlp-{tag}.onnx", directory / f"mlp_lite-{tag}.onnx")
+    if files.full.exists() and files.lite.exists():
+        return files
+    with open(directory / ".mlp-build.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        _build_missing(files, seed)
+    return files
+
+
+def _build_missing(files: MlpFiles, seed: int) -> None:
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
     if not files.full.exists():
         import onnx
 
@@ -113,4 +126,3 @@ def build_mlp_files(directory: Path, seed: int = SEED) -> MlpFiles:
         tmp = files.lite.with_suffix(".tmp.onnx")
         quantize_dynamic(str(files.full), str(tmp), weight_type=QuantType.QInt8)
         tmp.replace(files.lite)
-    return files

@@ -164,3 +164,19 @@ def test_scale_out_and_in_follows_membership_and_reaps_removed(tmp_path: Path) -
     finally:
         fleet.stop_all()
     assert fleet.alive_groups() == []
+
+
+def test_replica_control_client_sets_reads_and_clears_faults(fleet: Fleet) -> None:
+    from serving.replica_control import ReplicaControl, ReplicaControlError
+
+    control = ReplicaControl(fleet.replicas[0].control_url)
+    try:
+        assert control.set_faults(jitter_ms=30, jitter_prob=0.2)["jitter_ms"] == 30.0
+        assert control.faults()["jitter_prob"] == 0.2
+        with pytest.raises(ReplicaControlError, match="400"):
+            control.set_faults(error_rate=2.0)
+        assert control.faults()["jitter_ms"] == 30.0  # a refused update changes nothing
+    finally:
+        assert control.clear_faults()["jitter_ms"] == 0.0
+    with pytest.raises(ReplicaControlError, match="unreachable"):
+        ReplicaControl("http://127.0.0.1:9", timeout_s=1).faults()
