@@ -14,6 +14,12 @@ rejected and counted by that detector (``rejected_``), so time never goes backwa
 chain rewritten when late spans arrive comes back with the same timestamp and is rejected the
 same way, so it is never counted twice.
 
+A replica's first ``warmup_s`` of requests are not learned from: cold caches and connection set-up
+make them several times slower than steady state, and a P99 seeded from them stayed inflated
+for the whole run (the quantile tracker comes down by 1% of a step per point), which hid a
+doubled latency from the drift detector (measured on a recorded lab run: never within 20 s
+when seeded from the first second, at once when seeded after it).
+
 A replica alerts only when it also stands out from its peers (same model, other replicas): when
 the whole host or model slows down, every replica drifts from its own baseline together, and a
 per-replica page would point at the wrong place once per replica.
@@ -90,6 +96,7 @@ class _KeyState:
         default_factory=lambda: deque(maxlen=200))
     stage_baseline: dict[str, float] = field(default_factory=dict)
     clock_baseline: float | None = None
+    learn_from: float = 0.0  # chains before this are the replica's cold start
 
 
 class DetectionHook:
@@ -104,6 +111,7 @@ class DetectionHook:
         peer_ratio: a replica alerts only if its recent median (or jitter) is this many times its
             peers' median; with no peers, its own baseline alone decides.
         history_s: how much of a key's history fits its detectors when first seen.
+        warmup_s: a key's requests this soon after its first one are skipped (cold start).
     """
 
     def __init__(
@@ -117,6 +125,7 @@ class DetectionHook:
         save_every_ticks: int = 30,
         max_batch: int = 20_000,
         peer_ratio: float = 1.25,
+        warmup_s: float = 5.0,
     ) -> None:
         self.store = store
         self.detector_params = detectors or dict(DEFAULT_DETECTORS)
@@ -128,6 +137,7 @@ class DetectionHook:
         self.keys: dict[tuple[str, str], _KeyState] = {}
         self.max_batch = max_batch
         self.peer_ratio = peer_ratio
+        self.warmup_s = warmup_s
         self.watermark = int(store.query("SELECT COALESCE(MAX(rowid), 0) AS m FROM chains")
                              .iloc[0]["m"])
         self.points = 0
@@ -152,6 +162,8 @@ class DetectionHook:
                 continue
             key = (row.model, row.replica)
             ks = self.keys.get(key) or self._new_key(key, now)
+            if row.ts < ks.learn_from:
+                continue
             stages = {s: float(v) for s in STAGE_NAMES
                       if (v := getattr(row, s)) is not None and v == v}
             clock = _sm_clock(row.gpu)
@@ -206,16 +218,19 @@ class DetectionHook:
         saved = self.store.query("SELECT detector, state FROM detector_state WHERE key = ?",
                                  (json.dumps(key),))
         restored = {r.detector: json.loads(r.state) for r in saved.itertuples()}
+        first = self.store.query("SELECT MIN(ts) AS t FROM chains WHERE model = ? AND replica = ?",
+                                 key).iloc[0]["t"]
+        learn_from = (float(first) if first == first and first is not None else now) + self.warmup_s
         history = self.store.query(
             "SELECT ts, latency_s AS value FROM chains WHERE model = ? AND replica = ? "
-            "AND error = 0 AND ts > ? AND rowid <= ? ORDER BY ts",
-            (key[0], key[1], now - self.history_s, self.watermark))
+            "AND error = 0 AND ts > ? AND ts >= ? AND rowid <= ? ORDER BY ts",
+            (key[0], key[1], now - self.history_s, learn_from, self.watermark))
         for name, det in dets.items():
             if name in restored:
                 det.load_state_dict(restored[name])
             else:
                 det.fit(history if len(history) else None)
-        ks = _KeyState(dets)
+        ks = _KeyState(dets, learn_from=learn_from)
         self.keys[key] = ks
         return ks
 
