@@ -12,25 +12,17 @@ interleaved within each repeat so drift hits all alike; the table gives medians 
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import tempfile
-import urllib.request
 from pathlib import Path
 
 from serving.loadgen import LoadGenerator, LoadProfile
+from serving.replica_control import ReplicaControl
 from warden.config import load_config
 from warden.lab import Lab
 
 POLICIES = ("round_robin", "least_outstanding", "peak_ewma")
-
-
-def _faults(control_url: str, body: dict[str, float] | None) -> None:
-    method = "POST" if body else "DELETE"
-    req = urllib.request.Request(f"{control_url}/faults", method=method,
-                                 data=json.dumps(body).encode() if body else None)
-    urllib.request.urlopen(req, timeout=5).read()
 
 
 def main() -> None:
@@ -49,7 +41,7 @@ def main() -> None:
         slow = lab.fleet.replicas[2]
         for phase, fault in (("healthy", None), ("r2 slowed 5x", {"latency_factor": 5.0})):
             if fault:
-                _faults(slow.control_url, fault)
+                ReplicaControl(slow.control_url).set_faults(**fault)
             for rep in range(args.repeats):
                 for policy in POLICIES:
                     lab.admin.set_policy(policy)
@@ -60,7 +52,7 @@ def main() -> None:
                     results.setdefault((phase, policy), []).append((s.p50_ms, s.p99_ms))
                     print(f"  {phase:<13} {policy:<18} repeat {rep + 1}: P50 {s.p50_ms:6.1f} ms "
                           f"P99 {s.p99_ms:6.1f} ms errors {s.errors}", file=sys.stderr)
-        _faults(slow.control_url, None)
+        ReplicaControl(slow.control_url).clear_faults()
     healthy_p99 = statistics.median(
         p for pol in POLICIES for _, p in results[("healthy", pol)])
     print(f"\n{args.rate:g} req/s open loop, {args.seconds:g} s per cell, median of "

@@ -9,13 +9,13 @@ from __future__ import annotations
 import json
 import threading
 import time
-import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from serving.replica_control import ReplicaControl
 from warden.config import load_config
 from warden.lab import Lab
 from warden.store import Store
@@ -24,9 +24,8 @@ pytestmark = pytest.mark.slow
 
 
 def _faults(url: str, body: dict | None) -> None:
-    req = urllib.request.Request(f"{url}/faults", method="POST" if body else "DELETE",
-                                 data=json.dumps(body).encode() if body else None)
-    urllib.request.urlopen(req, timeout=5).read()
+    control = ReplicaControl(url)
+    control.set_faults(**body) if body else control.clear_faults()
 
 
 def _alerts(store: Store) -> list[dict]:
