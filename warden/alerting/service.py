@@ -3,6 +3,12 @@
 Why one assembly: the inhibitor must see the dispatcher's alerts, the outbox stage must wake
 the delivery thread, the dedup and outbox stages must share one notification log. Building
 that by hand in every caller is where wiring bugs live.
+
+Two readers of the store feed it besides the engine's alerts: the configured SLOs are evaluated
+on :meth:`AlertingService.tick` from an :class:`~warden.alerting.slo.SliSource` (the store's
+request chains in the lab), and every notification passes a
+:class:`~warden.alerting.remediation_notes.RemediationStage` that reads the action audit, so
+what remediation did reaches on-call without remediation calling alerting.
 """
 
 from __future__ import annotations
@@ -30,8 +36,11 @@ from warden.alerting.pipeline import (
     PipelineMetrics,
     RateLimitStage,
     SilenceStage,
+    Stage,
 )
+from warden.alerting.remediation_notes import AuditNotes, RemediationStage
 from warden.alerting.silences import SilenceStore
+from warden.alerting.slo import SliSource, SloAlerter, SloEvaluator
 from warden.alerting.webhook import AlertmanagerPushNotifier, Notifier, WebhookNotifier
 from warden.records import Alert
 
@@ -43,15 +52,24 @@ class AlertingService:
 
     ``submit(alerts, now)`` hands alerts in (and flushes groups already due, so with
     ``group_wait 0`` an alert is in the outbox before ``submit`` returns); ``tick(now)`` is the
-    engine's periodic call; ``start()``/``stop()`` run the outbox delivery thread.
+    engine's periodic call (it evaluates the SLOs, when ``sli_source`` is given and
+    ``config.slos`` is not empty); ``start()``/``stop()`` run the outbox delivery thread.
+    ``remediation_notes=False`` leaves the action audit unread.
     """
 
     def __init__(self, config: AlertingConfig, conn: sqlite3.Connection, *,
                  registry: CollectorRegistry, clock: Callable[[], float] = time.time,
                  rng: random.Random | None = None,
-                 notifiers: dict[str, Notifier] | None = None) -> None:
+                 notifiers: dict[str, Notifier] | None = None,
+                 sli_source: SliSource | None = None,
+                 remediation_notes: bool = True) -> None:
         self.config = config
         self.clock = clock
+        self.slo: SloAlerter | None = None
+        if config.slos and sli_source is not None:
+            self.slo = SloAlerter(SloEvaluator(config.slos, sli_source),
+                                  interval_s=config.slo_interval_s)
+        self.remediation = (RemediationStage(AuditNotes(conn)) if remediation_notes else None)
         self.outbox = Outbox(conn)
         self.silences = SilenceStore(conn)
         self.nflog = NotificationLog()
@@ -82,11 +100,14 @@ class AlertingService:
         for rc in config.routes:
             route = Route(rc.receiver, tuple(rc.group_by), tuple(map(parse_matcher, rc.matchers)),
                           rc.group_wait_s, rc.group_interval_s, rc.repeat_interval_s)
-            stages = [InhibitStage(self.inhibitor), SilenceStage(self.silences),
-                      DedupStage(self.nflog), rate,
-                      OutboxStage(self.outbox, self.nflog, external_url=config.external_url,
-                                  kind=kinds[rc.receiver].kind, on_enqueue=self.delivery.wake,
-                                  max_alerts=kinds[rc.receiver].max_alerts)]
+            stages: list[Stage] = [InhibitStage(self.inhibitor), SilenceStage(self.silences),
+                                   DedupStage(self.nflog), rate]
+            if self.remediation is not None:
+                stages.append(self.remediation)
+            stages.append(OutboxStage(
+                self.outbox, self.nflog, external_url=config.external_url,
+                kind=kinds[rc.receiver].kind, on_enqueue=self.delivery.wake,
+                max_alerts=kinds[rc.receiver].max_alerts))
             routes.append((route, Pipeline(stages, metrics=metrics)))
         self.dispatcher = Dispatcher(routes)
 
@@ -96,7 +117,13 @@ class AlertingService:
         self.dispatcher.tick(now)
 
     def tick(self, now: float | None = None) -> None:
-        self.dispatcher.tick(self.clock() if now is None else now)
+        """Evaluate the SLOs when due (their alerts join the groups), then flush due groups."""
+        now = self.clock() if now is None else now
+        if self.slo is not None:
+            slo_alerts = self.slo.evaluate(now)
+            if slo_alerts:
+                self.dispatcher.add(slo_alerts, now)
+        self.dispatcher.tick(now)
 
     def start(self) -> None:
         self.delivery.start()
