@@ -162,3 +162,60 @@ def test_a_failed_evaluation_keeps_the_alert_firing(tmp_path, recording_server) 
     assert [a.status.value for a in svc.slo.firing()] == ["firing", "firing"]
     assert svc.delivery.run_once(T1 + 10) == 0  # no resolved notification was made
     assert json.loads(recording_server.snapshot()[0].body)["status"] == "firing"
+
+
+def _burning_service(tmp_path, url, now):
+    cfg = load_alerting_config({
+        "receivers": [{"name": "oncall", "url": url}],
+        "routes": [{"receiver": "oncall", "group_by": ["alertname", "slo"], "group_wait_s": 0,
+                    "group_interval_s": 1}],
+        "slos": [AVAIL.model_dump()], "slo_interval_s": 0})
+    store = Store(tmp_path / "w.db")
+    return store, AlertingService(cfg, open_db(tmp_path / "w.db"), registry=CollectorRegistry(),
+                                  clock=lambda: now[0], sli_source=StoreChainsSli(store))
+
+
+def test_a_restart_neither_loses_nor_forgets_a_firing_slo_alert(tmp_path,
+                                                                recording_server) -> None:
+    """Page fires, engine restarts, burn is over by then: on-call still gets "resolved"."""
+    now = [T1]
+    store, svc = _burning_service(tmp_path, recording_server.url, now)
+    store.write_chains(RequestChain(f"e{i}", T1 - 60 + i, "mlp", "full", "r0", 0.02, {},
+                                    error=True) for i in range(60))
+    svc.tick()
+    assert svc.delivery.run_once() == 1
+    store.close()
+    rows = Store(tmp_path / "w.db", readonly=True).query(
+        "SELECT alertname, status FROM alerts").to_dict("records")
+    assert rows == [{"alertname": "SloBudgetBurn", "status": "firing"}] * 2  # page, ticket
+    # a new engine, 7 hours on: the burn is over
+    now[0] += 7 * 3600
+    store, svc2 = _burning_service(tmp_path, recording_server.url, now)
+    assert svc2.slo is not None and len(svc2.slo.firing()) == 2  # restored
+    svc2.tick()  # announces the restored alerts again: the same key, already delivered
+    assert svc2.delivery.run_once() == 0
+    assert svc2.outbox.counts() == {"pending": 0, "delivered": 1, "dead": 0}
+    now[0] += 1
+    svc2.tick()  # evaluates: resolved
+    assert svc2.delivery.run_once() == 1
+    sent = recording_server.snapshot()
+    assert [r.json()["status"] for r in sent] == ["firing", "resolved"]
+    assert sent[0].headers["Idempotency-Key"] != sent[1].headers["Idempotency-Key"]
+    assert svc2.slo.firing() == []
+    store.close()
+
+
+def test_slo_history_skips_and_counts_malformed_rows(tmp_path) -> None:
+    from warden.alerting.slo_history import SloAlertHistory
+    conn = open_db(tmp_path / "h.db")
+    h = SloAlertHistory(conn, alertname="SloBudgetBurn")
+    conn.execute("INSERT INTO alerts (ts, fingerprint, alertname, status, labels, annotations, "
+                 "starts_at) VALUES (1, 'f1', 'SloBudgetBurn', 'firing', '{bad', '{}', 1), "
+                 "(1, 'f2', 'SloBudgetBurn', 'firing', '{\"a\": \"b\"}', '{}', 1)")
+    assert h.firing() == [] and h.rejected_rows == 2  # bad JSON; fingerprint not the labels'
+
+
+def test_alerts_ddl_is_detections() -> None:
+    from warden.alerting.slo_history import ALERTS_DDL
+    from warden.detection import ALERTS_DDL as DETECTION_DDL
+    assert ALERTS_DDL.split() == DETECTION_DDL.split()

@@ -40,8 +40,10 @@ from warden.alerting.pipeline import (
 )
 from warden.alerting.remediation_notes import AuditNotes, RemediationStage
 from warden.alerting.silences import SilenceStore
-from warden.alerting.slo import SliSource, SloAlerter, SloEvaluator
+from warden.alerting.slo import SLO_ALERTNAME, SliSource, SloAlerter, SloEvaluator
+from warden.alerting.slo_history import SloAlertHistory
 from warden.alerting.webhook import AlertmanagerPushNotifier, Notifier, WebhookNotifier
+from warden.db import open_db
 from warden.records import Alert
 
 __all__ = ["AlertingService", "make_receiver"]
@@ -67,8 +69,9 @@ class AlertingService:
         self.clock = clock
         self.slo: SloAlerter | None = None
         if config.slos and sli_source is not None:
+            history = SloAlertHistory(_own_connection(conn), alertname=SLO_ALERTNAME)
             self.slo = SloAlerter(SloEvaluator(config.slos, sli_source),
-                                  interval_s=config.slo_interval_s)
+                                  interval_s=config.slo_interval_s, history=history)
         self.remediation = (RemediationStage(AuditNotes(conn)) if remediation_notes else None)
         self.outbox = Outbox(conn)
         self.silences = SilenceStore(conn)
@@ -130,6 +133,13 @@ class AlertingService:
 
     def stop(self) -> None:
         self.delivery.stop()
+
+
+def _own_connection(conn: sqlite3.Connection) -> sqlite3.Connection:
+    """Another connection to ``conn``'s file, for a writer whose transactions must not
+    interleave with the outbox thread's on the shared one (``conn`` itself if in memory)."""
+    row = conn.execute("PRAGMA database_list").fetchone()
+    return open_db(row[2]) if row is not None and row[2] else conn
 
 
 def make_receiver(config: InboundConfig, conn: sqlite3.Connection, *,

@@ -24,11 +24,13 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from warden.alerting import AlertingError
 from warden.alerting.lifecycle import AlertTracker
+from warden.alerting.slo_history import SloAlertHistory
 from warden.records import Alert, Labels, freeze_labels
 
 __all__ = [
     "DEFAULT_PERIOD_S",
     "DEFAULT_TIERS",
+    "SLO_ALERTNAME",
     "BudgetStatus",
     "BurnRateTier",
     "DEFAULT_SLO_INTERVAL_S",
@@ -44,6 +46,8 @@ __all__ = [
 
 DEFAULT_PERIOD_S = 30 * 86400.0
 DEFAULT_SLO_INTERVAL_S = 10.0
+SLO_ALERTNAME = "SloBudgetBurn"
+"""The SLO alert's name: the ``budget-burn-overload`` runbook and the chaos suite match it."""
 """How often :class:`SloAlerter` evaluates: the shortest window is 5 m, so 10 s loses nothing."""
 _H = 3600.0
 logger = logging.getLogger("warden.alerting.slo")
@@ -173,7 +177,7 @@ class SloEvaluator:
                     continue
                 seen.add(r.tier.severity)
                 budget = self.budget(slo, now)
-                labels = {"alertname": "SloBudgetBurn", "slo": slo.name,
+                labels = {"alertname": SLO_ALERTNAME, "slo": slo.name,
                           "model": slo.model, "severity": r.tier.severity}
                 ann = {"summary": f"{slo.name}: burning error budget {r.long_burn:.1f}x "
                                   f"({r.tier.name} tier, threshold {r.tier.factor}x)",
@@ -227,20 +231,30 @@ class SloAlerter:
     (firing, resolved) plus those still firing with fresh annotations (burn rates move). A
     failed evaluation (a locked or broken store) is logged and counted in :attr:`errors` and
     changes nothing: an SLO alert is neither lost nor resolved because a read failed.
+
+    With ``history``, transitions are written to the store's ``alerts`` table and the alerts
+    still firing there are restored at start: the first :meth:`evaluate` announces them again
+    (so the receiver's group has them), the next one resolves those whose burn is over.
     """
 
     def __init__(self, evaluator: SloEvaluator, *, interval_s: float = DEFAULT_SLO_INTERVAL_S,
-                 for_s: float = 0.0) -> None:
+                 for_s: float = 0.0, history: SloAlertHistory | None = None) -> None:
         if not (interval_s >= 0 and math.isfinite(interval_s)):
             raise SloConfigError(f"slo interval_s must be a finite number >= 0, got {interval_s}")
         self.evaluator = evaluator
         self.interval_s = interval_s
         self.tracker = AlertTracker(for_s=for_s)
+        self.history = history
         self.errors = 0
         self.evaluations = 0
         self._next = -math.inf
+        self._restored = history.firing() if history is not None else []
+        self.tracker.restore(self._restored)
 
     def evaluate(self, now: float) -> list[Alert]:
+        if self._restored:
+            restored, self._restored = self._restored, []
+            return restored  # evaluated at the next call, after the dispatcher has them
         if now < self._next:
             return []
         self._next = now + self.interval_s
@@ -252,6 +266,8 @@ class SloAlerter:
             return []
         self.evaluations += 1
         changed = [t.alert for t in self.tracker.evaluate(now, conditions)]
+        if self.history is not None:
+            self.history.record(changed, now)  # a failed write is counted; on-call still hears
         seen = {a.fingerprint for a in changed}
         return changed + [a for a in self.tracker.firing() if a.fingerprint not in seen]
 
