@@ -51,16 +51,18 @@ def _setup(tmp_path: Path, url: str, clock: Clock, *, p99_s: float = 0.05,
            guards: dict | None = None) -> tuple[AlertingService, RemediationService]:
     db = tmp_path / "w.db"
     Store(db).close()  # the engine's store, as in the lab
+    holder: list[AlertingService] = []
     rem = RemediationService(
         RemediationConfig.model_validate({"guards": {"cooldown_s": 0, **(guards or {})}}),
         DryRun.simple({"synth": 2}), AuditLog.open(db, clock=clock),
         StaticSli(lambda name, labels, now: p99_s), clock=clock, sleep=clock.sleep,
-        page=lambda a: None)
+        page=lambda a: holder[0].submit([a]))  # as the lab wires it: pages go to alerting
     cfg = load_alerting_config({
         "receivers": [{"name": "oncall", "url": url}],
         "routes": [{"receiver": "oncall", "group_by": ["alertname", "replica"],
                     "group_wait_s": 0, "group_interval_s": 1, "repeat_interval_s": 60}]})
     svc = AlertingService(cfg, open_db(db), registry=CollectorRegistry(), clock=clock)
+    holder.append(svc)
     return svc, rem
 
 
@@ -68,8 +70,9 @@ def _audit(tmp_path: Path, clock: Clock) -> AuditLog:
     return AuditLog(open_db(tmp_path / "w.db"), clock=clock, create=False)
 
 
-def _last_annotations(server) -> dict[str, str]:
-    (a,) = server.snapshot()[-1].json()["alerts"]
+def _last_annotations(server, alertname: str = "ReplicaP99Drift") -> dict[str, str]:
+    bodies = [r.json() for r in server.snapshot()]
+    (a,) = [b for b in bodies if b["commonLabels"]["alertname"] == alertname][-1]["alerts"]
     return a["annotations"]
 
 
@@ -102,6 +105,7 @@ def test_resolved_notification_says_what_was_done_and_that_it_worked(
     assert ann["remediation_action"].startswith("replica-p99-drift/shift-weight on ")
     assert ": applied" in ann["remediation_action"]
     assert ann["summary"] == "P99 drift on r1"  # the alert's own annotations stay
+    assert "remediation_paged" not in ann  # verified: this runbook does not page
 
 
 def test_a_failed_verification_reads_rolled_back(tmp_path, recording_server) -> None:
@@ -112,7 +116,7 @@ def test_a_failed_verification_reads_rolled_back(tmp_path, recording_server) -> 
         (report,) = rem.handle(alert).result(timeout=10)
         assert report.outcome == "verify_failed" and report.rolled_back
         svc.submit([alert])  # the first notification comes after remediation: it says so
-        assert svc.delivery.run_once() == 1
+        assert svc.delivery.run_once() == 2  # the runbook's page, and the alert
     finally:
         rem.stop()
     ann = _last_annotations(recording_server)
@@ -121,6 +125,12 @@ def test_a_failed_verification_reads_rolled_back(tmp_path, recording_server) -> 
     assert ann["remediation_outcome"] == "rolled_back"
     assert ann["remediation_audit_id"] == str(rollback[-1].id)
     assert "replica-p99-drift/rollback on " in ann["remediation_action"]
+    # the runbook paged on-call (through this service): the alert says so and which page
+    assert report.paged and ann["remediation_paged"] == "true"
+    pages = [r.json() for r in recording_server.snapshot()
+             if r.json()["commonLabels"].get("alertname") == "WardenRemediationFailed"]
+    assert [p["alerts"][0]["fingerprint"] for p in pages] == [
+        ann["remediation_page_fingerprint"]]
 
 
 def test_a_guard_refusal_reads_blocked(tmp_path, recording_server) -> None:

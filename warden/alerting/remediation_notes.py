@@ -23,6 +23,10 @@ group after remediation acted (the resolved one, or a repeat) carries, for the l
 ``remediation_audit_id``   the ``action_audit.id`` of the row that decided the outcome
 ``remediation_execution``  the execution key (all its rows: ``warden audit``)
 ``remediation_runbook``, ``remediation_detail`` (the deciding row's result text)
+``remediation_paged``      ``true`` with ``remediation_page_fingerprint`` when the runbook's
+                           escalation page (``WardenRemediationFailed``/``...Verified``, labels
+                           ``runbook`` and ``trigger``) passed through this alerting service;
+                           paging is not audited, so this is what alerting itself saw
 
 Idempotency keys do not change (they hash fingerprints and start times, not annotations). A
 malformed audit row is skipped and counted in :attr:`AuditNotes.rejected_rows`; a failed read is
@@ -35,7 +39,7 @@ import json
 import logging
 import sqlite3
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -43,11 +47,14 @@ from warden.alerting.enrich import MAX_ANNOTATION_CHARS
 from warden.alerting.grouping import GroupFlush
 from warden.records import Alert, alert_fingerprint, freeze_labels, stable_key
 
-__all__ = ["AUDIT_TABLE", "AuditNotes", "RemediationNote", "RemediationStage"]
+__all__ = ["AUDIT_TABLE", "PAGE_ALERTNAMES", "AuditNotes", "RemediationNote", "RemediationStage",
+           "find_page"]
 
 logger = logging.getLogger("warden.alerting.remediation")
 
 AUDIT_TABLE = "action_audit"
+PAGE_ALERTNAMES = frozenset({"WardenRemediationFailed", "WardenRemediationVerified"})
+"""What ``remediation/executor.py`` names the alerts it pages on-call with."""
 MAX_AUDIT_ROWS = 5000
 """Rows read per alert at most (the newest win): a long-firing alert cannot make a flush slow."""
 
@@ -199,20 +206,53 @@ def _fingerprint(labels: dict[Any, Any]) -> str | None:
         return None
 
 
+def find_page(alert: Alert, runbook: str, candidates: Iterable[Alert]) -> Alert | None:
+    """The escalation page a runbook sent for ``alert``, among ``candidates``.
+
+    The executor pages with the alert's labels, ``alertname`` replaced, ``severity`` set by
+    the runbook, plus ``runbook`` and ``trigger`` (the alert's name).
+    """
+    want = {k: v for k, v in alert.labels if k not in ("alertname", "severity")}
+    for p in candidates:
+        labels = dict(p.labels)
+        if (labels.get("alertname") in PAGE_ALERTNAMES and labels.get("runbook") == runbook
+                and labels.get("trigger") == alert.name and p.starts_at >= alert.starts_at
+                and all(labels.get(k) == v for k, v in want.items())):
+            return p
+    return None
+
+
 class RemediationStage:
-    """Pipeline stage: adds what remediation did to each alert of a flush; drops nothing."""
+    """Pipeline stage: adds what remediation did to each alert of a flush; drops nothing.
+
+    ``pages`` lists the alerts this alerting service holds (the dispatcher's), where a
+    runbook's escalation page shows up.
+    """
 
     name = "remediation"
 
-    def __init__(self, notes: AuditNotes) -> None:
+    def __init__(self, notes: AuditNotes, *,
+                 pages: Callable[[], Iterable[Alert]] | None = None) -> None:
         self.notes = notes
+        self.pages = pages
         self.errors = 0
+
+    def _annotate(self, alert: Alert) -> Alert:
+        out = self.notes.annotate(alert)
+        runbook = dict(out.annotations).get("remediation_runbook")
+        if runbook and self.pages is not None:
+            page = find_page(alert, runbook, self.pages())
+            if page is not None:
+                out = replace(out, annotations=freeze_labels({
+                    **dict(out.annotations), "remediation_paged": "true",
+                    "remediation_page_fingerprint": page.fingerprint}))
+        return out
 
     def process(self, flush: GroupFlush, alerts: list[Alert]) -> list[Alert]:
         out = []
         for a in alerts:
             try:
-                out.append(self.notes.annotate(a))
+                out.append(self._annotate(a))
             except Exception:
                 self.errors += 1
                 logger.exception("reading the action audit for %s failed; sent without it",

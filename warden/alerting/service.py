@@ -72,7 +72,9 @@ class AlertingService:
             history = SloAlertHistory(_own_connection(conn), alertname=SLO_ALERTNAME)
             self.slo = SloAlerter(SloEvaluator(config.slos, sli_source),
                                   interval_s=config.slo_interval_s, history=history)
-        self.remediation = (RemediationStage(AuditNotes(conn)) if remediation_notes else None)
+        self.remediation = (RemediationStage(AuditNotes(conn),
+                                             pages=lambda: self.dispatcher.alerts())
+                            if remediation_notes else None)
         self.outbox = Outbox(conn)
         self.silences = SilenceStore(conn)
         self.nflog = NotificationLog()
