@@ -23,8 +23,19 @@ DAY = 86400.0
 STEP = 30.0  # one request every 30 s
 
 
+_OPEN: list[Store] = []
+
+
+@pytest.fixture(autouse=True)
+def _close_stores():
+    yield
+    while _OPEN:
+        _OPEN.pop().close()
+
+
 def _log(tmp_path, *, error_every: int, incident_s: float = 0.0, slow_every: int = 0):
     store = Store(tmp_path / "slo.db")
+    _OPEN.append(store)
     rows = []
     n = int(3 * DAY / STEP)
     for i in range(n):
