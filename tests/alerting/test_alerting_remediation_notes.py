@@ -1,4 +1,4 @@
-"""What remediation did reaches on-call: read from the real action audit, delivered on a real webhook.
+"""What remediation did reaches on-call: read from the real action audit, sent to a real webhook.
 
 Remediation here is the real :class:`RemediationService` (built-in runbooks, real guards, real
 audit) over :class:`DryRun`, the actuator named for what it is (no fleet moves); it shares one
