@@ -26,6 +26,7 @@ from collectors.triton import TritonMetricsCollector
 from serving.fleet import Fleet, Replica, free_port
 from warden.alerting.config import AlertingConfig
 from warden.alerting.service import AlertingService
+from warden.alerting.sli_chains import StoreChainsSli
 from warden.db import open_db
 from warden.detection import AlertSink, DetectionHook
 from warden.engine import Engine, TickHook
@@ -114,9 +115,12 @@ class Telemetry:
         sinks = list(self.alert_sinks)
         if self.alerting_config is not None and self.alerting_config.receivers:
             self.alerting = AlertingService(self.alerting_config, open_db(self.db_path),
-                                            registry=self.registry)
+                                            registry=self.registry,
+                                            sli_source=StoreChainsSli(self.store))
             self.alerting.start()
             sinks.append(self._to_alerting)
+            if not self.with_detection:  # else _to_alerting ticks it (and its SLOs) each tick
+                hooks.append(self.alerting.tick)
         rc = self.remediation_config
         if rc is not None and rc.enabled and fleet is not None and admin is not None:
             self.remediation = RemediationService(

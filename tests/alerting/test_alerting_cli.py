@@ -12,9 +12,9 @@ from prometheus_client import CollectorRegistry
 from warden.alerting import cli
 from warden.alerting.config import load_alerting_config
 from warden.alerting.service import AlertingService
-from warden.alerting.slo import SqliteRequestLog
 from warden.db import open_db
-from warden.records import Alert, AlertStatus, freeze_labels
+from warden.records import Alert, AlertStatus, RequestChain, freeze_labels
+from warden.store import Store
 
 HMAC = "hmac-" + "S3cr3t" * 3
 BEARER = "bearer-" + "T0k3n" * 3
@@ -73,19 +73,26 @@ def test_outbox_command_and_no_secret_anywhere(tmp_path, capsys, caplog) -> None
 def test_slo_command(tmp_path, capsys) -> None:
     db = tmp_path / "w.db"
     now = time.time()
-    SqliteRequestLog(open_db(db)).record(
-        [(now - 3000 + i, "mlp", 0.01, i % 100 == 0) for i in range(3000)])
+    with Store(db) as store:  # the engine's store: request chains, half served by lite
+        store.write_chains(RequestChain(f"t{i}", now - 3000 + i, "mlp",
+                                        "lite" if i % 2 else "full", "r0", 0.01, {},
+                                        error=i % 100 == 0) for i in range(3000))
+    slos = [{"name": "mlp-avail", "model": "mlp", "kind": "availability", "objective": 0.999},
+            {"name": "mlp-latency", "model": "mlp", "kind": "latency", "objective": 0.99,
+             "latency_threshold_s": 0.1}]
     conf = tmp_path / "warden.yaml"
-    conf.write_text(yaml.safe_dump({"slos": [
-        {"name": "mlp-avail", "model": "mlp", "kind": "availability", "objective": 0.999},
-        {"name": "mlp-latency", "model": "mlp", "kind": "latency", "objective": 0.99,
-         "latency_threshold_s": 0.1}]}))
-    assert run(["slo", "--db", str(db), "--config", str(conf)]) == 0
-    out = capsys.readouterr().out
-    lines = {line.split()[0]: line for line in out.splitlines()[2:]}
-    assert "-900.0%" in lines["mlp-avail"]  # 1 % errors against a 0.1 % budget
-    assert "page:medium" in lines["mlp-avail"] and "page:fast" not in lines["mlp-avail"]
-    assert " 0.0% " in lines["mlp-latency"]  # errors count as bad: 1 % of a 1 % budget
+    for section in ({"alerting": {"slos": slos}}, {"slos": slos}):  # the lab's place, and top
+        conf.write_text(yaml.safe_dump(section))
+        assert run(["slo", "--db", str(db), "--config", str(conf)]) == 0
+        out = capsys.readouterr().out
+        lines = {line.split()[0]: line for line in out.splitlines()[2:]}
+        assert "-900.0%" in lines["mlp-avail"]  # 1 % errors against a 0.1 % budget
+        assert " 3000 " in lines["mlp-avail"]  # both variants counted
+        assert "page:medium" in lines["mlp-avail"] and "page:fast" not in lines["mlp-avail"]
+        assert " 0.0% " in lines["mlp-latency"]  # errors count as bad: 1 % of a 1 % budget
     conf.write_text("slos: [{name: x}]")
     assert run(["slo", "--db", str(db), "--config", str(conf)]) == 2
     assert "slos[0]" in capsys.readouterr().out
+    conf.write_text(yaml.safe_dump({"slos": slos}))
+    assert run(["slo", "--db", str(tmp_path / "none.db"), "--config", str(conf)]) == 1
+    assert "no store at" in capsys.readouterr().out

@@ -1,8 +1,6 @@
-"""SLO burn-rate tiers and error budget over a real SQLite request log with synthetic traffic."""
+"""SLO burn-rate tiers and error budget over a real store's request chains (synthetic traffic)."""
 
 from __future__ import annotations
-
-import math
 
 import pytest
 
@@ -13,28 +11,41 @@ from warden.alerting.slo import (
     SloConfigError,
     SloEvaluator,
     SloSpec,
-    SqliteRequestLog,
     burn_rate,
     load_slos,
 )
-from warden.db import open_db
+from warden.alerting.sli_chains import StoreChainsSli
+from warden.records import RequestChain
+from warden.store import Store
 
 NOW = 1_800_000_000.0
 DAY = 86400.0
-STEP = 10.0  # one request every 10 s
+STEP = 30.0  # one request every 30 s
+
+
+_OPEN: list[Store] = []
+
+
+@pytest.fixture(autouse=True)
+def _close_stores():
+    yield
+    while _OPEN:
+        _OPEN.pop().close()
 
 
 def _log(tmp_path, *, error_every: int, incident_s: float = 0.0, slow_every: int = 0):
-    log = SqliteRequestLog(open_db(tmp_path / "slo.db"))
+    store = Store(tmp_path / "slo.db")
+    _OPEN.append(store)
     rows = []
     n = int(3 * DAY / STEP)
     for i in range(n):
         ts = NOW - 3 * DAY + i * STEP
         err = i % error_every == 0 or ts >= NOW - incident_s
         lat = 0.5 if slow_every and i % slow_every == 0 else 0.02
-        rows.append((ts, "mlp", lat, err))
-    log.record(rows)
-    return log
+        rows.append(RequestChain(f"t{i}", ts, "mlp", "lite" if i % 3 == 0 else "full",
+                                 f"r{i % 2}", lat, {}, error=err))
+    store.write_chains(rows)
+    return StoreChainsSli(store)
 
 
 AVAIL = SloSpec(name="mlp-availability", model="mlp", kind="availability", objective=0.999)
@@ -56,7 +67,10 @@ def test_quiet_service_fires_nothing(tmp_path) -> None:
     ev = SloEvaluator([AVAIL], _log(tmp_path, error_every=2000))
     assert ev.conditions(NOW) == {}
     b = ev.budget(AVAIL, NOW)
-    assert b.total == 3 * DAY / STEP and b.budget_remaining == pytest.approx(0.5, abs=0.01)
+    n = int(3 * DAY / STEP)
+    errors = len(range(0, n, 2000))  # one error every 2000 requests: 5 of 8640
+    assert (b.total, b.good) == (n, n - errors)
+    assert b.budget_remaining == pytest.approx(1 - (errors / n) / 0.001)
 
 
 def test_fast_burn_pages_and_resets(tmp_path) -> None:
@@ -85,11 +99,13 @@ def test_slow_burn_opens_a_ticket_not_a_page(tmp_path) -> None:
     ev = SloEvaluator([AVAIL], _log(tmp_path, error_every=250))
     conds = ev.conditions(NOW)
     assert sorted(dict(k)["severity"] for k in conds) == ["ticket"]
-    assert ev.budget(AVAIL, NOW).budget_remaining == pytest.approx(-3.0, abs=0.05)
+    n = int(3 * DAY / STEP)
+    errors = len(range(0, n, 250))  # 0.4 %: 4x the 0.1 % budget
+    assert ev.budget(AVAIL, NOW).budget_remaining == pytest.approx(1 - (errors / n) / 0.001)
     # And it goes through the alert lifecycle like any other condition.
     tr = AlertTracker(for_s=0)
     (t,) = tr.evaluate(NOW, conds)
-    assert t.alert.name == "SloErrorBudgetBurn" and dict(t.alert.labels)["slo"] == AVAIL.name
+    assert t.alert.name == "SloBudgetBurn" and dict(t.alert.labels)["slo"] == AVAIL.name
 
 
 def test_latency_slo_counts_slow_requests(tmp_path) -> None:
@@ -117,9 +133,3 @@ def test_load_slos_names_the_bad_key() -> None:
     ):
         with pytest.raises(SloConfigError, match=__import__("re").escape(where)):
             load_slos(bad)
-
-
-def test_request_log_refuses_nan(tmp_path) -> None:
-    log = SqliteRequestLog(open_db(tmp_path / "n.db"))
-    with pytest.raises(ValueError):
-        log.record([(NOW, "mlp", math.nan, False)])

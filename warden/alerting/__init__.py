@@ -9,11 +9,15 @@ Flow, in the manner of Alertmanager's notify pipeline::
         -> OutboxDispatcher (retry, backoff with jitter, dead letters)
         -> WebhookNotifier (Alertmanager v4 JSON, HMAC) | AlertmanagerPushNotifier
 
-and inbound: Alertmanager webhook -> WebhookReceiver -> ``inbound_alerts``.
+and inbound: Alertmanager webhook -> WebhookReceiver -> ``inbound_alerts``. SLO alerts come from
+``SloAlerter`` (burn rates over the store's ``chains``) on ``AlertingService.tick``; a
+``RemediationStage`` before the outbox adds what the action audit says remediation did.
 
 Modules are imported on demand (this file imports nothing heavy); the public names live in:
 ``lifecycle``, ``grouping``, ``pipeline``, ``inhibit``, ``silences``, ``payload``, ``webhook``,
-``outbox``, ``receiver``, ``alertmanager``, ``enrich``, ``slo``, ``cli``.
+``outbox``, ``receiver``, ``alertmanager``, ``enrich``, ``remediation_notes`` (what remediation
+did, read from its audit), ``slo``, ``sli_chains`` (SLO events from the store's request chains),
+``slo_history``, ``cli``.
 
 Exceptions::
 

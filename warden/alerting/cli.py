@@ -19,8 +19,10 @@ import yaml
 
 from warden.alerting.outbox import Outbox
 from warden.alerting.silences import SilenceError, SilenceStore, parse_duration
-from warden.alerting.slo import SloConfigError, SloEvaluator, SqliteRequestLog, load_slos
+from warden.alerting.sli_chains import StoreChainsSli
+from warden.alerting.slo import SloConfigError, SloEvaluator, SloSpec, load_slos
 from warden.db import open_db
+from warden.store import Store, StoreError
 
 __all__ = ["DEFAULT_DB_PATH", "ENV_DB", "register"]
 
@@ -125,20 +127,45 @@ def cmd_silence_expire(args: argparse.Namespace) -> int:
     return 0
 
 
+def _slo_section(raw: Any) -> Any:
+    """``alerting.slos`` (what the lab evaluates), else a top-level ``slos`` list."""
+    if raw is None:
+        return None
+    if not isinstance(raw, dict):
+        raise SloConfigError("the config's top level must be a mapping")
+    alerting = raw.get("alerting")
+    if isinstance(alerting, dict) and alerting.get("slos") is not None:
+        return alerting["slos"]
+    return raw.get("slos")
+
+
 def cmd_slo(args: argparse.Namespace) -> int:
+    """SLOs counted from the store's request chains (every variant of the model)."""
     try:
         raw = yaml.safe_load(Path(args.config).read_text()) if args.config else {}
-        slos = load_slos((raw or {}).get("slos"))
-    except (OSError, yaml.YAMLError, SloConfigError, AttributeError) as exc:
+        slos = load_slos(_slo_section(raw))
+    except (OSError, yaml.YAMLError, SloConfigError) as exc:
         print(f"warden: bad SLO config: {exc}")
         return 2
     if not slos:
-        print("no SLOs configured (add an 'slos:' section to the config)")
+        print("no SLOs configured (add 'slos:' under 'alerting:' in the config)")
         return 0
-    conn = _open(args)
-    if conn is None:
+    path = _db_path(args)
+    try:
+        store = Store(path, readonly=True)
+    except StoreError as exc:
+        print(f"warden: {exc} (set --db or ${ENV_DB})")
         return 1
-    ev = SloEvaluator(slos, SqliteRequestLog(conn))
+    try:
+        return _print_slos(slos, SloEvaluator(slos, StoreChainsSli(store)))
+    except Exception as exc:  # e.g. a database without the store's tables
+        print(f"warden: cannot read request chains from {path}: {exc}")
+        return 1
+    finally:
+        store.close()
+
+
+def _print_slos(slos: Sequence[SloSpec], ev: SloEvaluator) -> int:
     now = time.time()
     rows = []
     for s in slos:
@@ -184,5 +211,5 @@ def register(subparsers: Any) -> None:
     ex.set_defaults(func=cmd_silence_expire)
 
     slo = subparsers.add_parser("slo", parents=[db], help="SLOs, burn rates, error budget left")
-    slo.add_argument("--config", help="warden.yaml with an 'slos:' section")
+    slo.add_argument("--config", help="warden.yaml with 'slos:' under 'alerting:' (or at the top)")
     slo.set_defaults(func=cmd_slo)

@@ -19,6 +19,7 @@ from warden.alerting.grouping import (
 )
 from warden.alerting.matchers import MatcherError, parse_matcher
 from warden.alerting.receiver import DEFAULT_MAX_BODY_BYTES
+from warden.alerting.slo import DEFAULT_SLO_INTERVAL_S, SloSpec
 
 __all__ = [
     "AlertingConfig",
@@ -111,9 +112,15 @@ class AlertingConfig(_Strict):
     rate_limit_per_minute: int = Field(default=30, ge=1)
     outbox: OutboxConfig = Field(default_factory=OutboxConfig)
     inbound: InboundConfig = Field(default_factory=InboundConfig)
+    #: SLOs evaluated from the store's request chains (``warden slo`` reads the same list).
+    slos: list[SloSpec] = Field(default_factory=list)
+    slo_interval_s: float = Field(default=DEFAULT_SLO_INTERVAL_S, ge=0, allow_inf_nan=False)
 
     @model_validator(mode="after")
     def _routes_name_receivers(self) -> AlertingConfig:
+        slo_names = [s.name for s in self.slos]
+        if len(set(slo_names)) != len(slo_names):
+            raise ValueError("slos: names must be unique")
         names = [r.name for r in self.receivers]
         if len(set(names)) != len(names):
             raise ValueError("receivers: names must be unique")

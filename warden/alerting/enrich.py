@@ -5,6 +5,11 @@ the detector's evidence (baseline against observed), the slowest traces of the w
 dashboard shows them, and, once a runbook ran, what it did and whether it worked; all of it goes
 into the alert's annotations, which every Alertmanager receiver displays. Values are strings and
 bounded in size, so a large evidence map cannot bloat a page.
+
+What remediation did is added in the notify pipeline by
+:class:`warden.alerting.remediation_notes.RemediationStage`, read from the action audit at
+flush time (so the next notification after a runbook ran carries it); :func:`enrich`'s
+``actions`` argument serves callers that already hold :class:`ActionRecord` objects.
 """
 
 from __future__ import annotations

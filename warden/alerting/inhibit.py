@@ -48,8 +48,8 @@ REPLICA_DOWN_MUTES_LATENCY = InhibitRule(
 
 
 SLO_PAGE_MUTES_TICKET = InhibitRule(
-    source=(parse_matcher("alertname=SloErrorBudgetBurn"), parse_matcher("severity=page")),
-    target=(parse_matcher("alertname=SloErrorBudgetBurn"), parse_matcher("severity=ticket")),
+    source=(parse_matcher("alertname=SloBudgetBurn"), parse_matcher("severity=page")),
+    target=(parse_matcher("alertname=SloBudgetBurn"), parse_matcher("severity=ticket")),
     equal=("slo",),
 )
 """A fast burn that pages makes the slow-burn ticket for the same SLO redundant."""

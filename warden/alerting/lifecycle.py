@@ -68,6 +68,13 @@ class AlertTracker:
                                       AlertStatus.FIRING))
         return out
 
+    def restore(self, alerts: list[Alert]) -> None:
+        """Take back firing alerts saved before a restart (they keep their ``starts_at``)."""
+        for a in alerts:
+            if a.status is AlertStatus.FIRING:
+                self._active[a.labels] = a
+                self._first_seen[a.labels] = a.starts_at
+
     def firing(self) -> list[Alert]:
         """Alerts firing now (pending ones are not sent, as in Prometheus)."""
         return [a for a in self._active.values() if a.status is AlertStatus.FIRING]

@@ -3,6 +3,12 @@
 Why one assembly: the inhibitor must see the dispatcher's alerts, the outbox stage must wake
 the delivery thread, the dedup and outbox stages must share one notification log. Building
 that by hand in every caller is where wiring bugs live.
+
+Two readers of the store feed it besides the engine's alerts: the configured SLOs are evaluated
+on :meth:`AlertingService.tick` from an :class:`~warden.alerting.slo.SliSource` (the store's
+request chains in the lab), and every notification passes a
+:class:`~warden.alerting.remediation_notes.RemediationStage` that reads the action audit, so
+what remediation did reaches on-call without remediation calling alerting.
 """
 
 from __future__ import annotations
@@ -30,9 +36,14 @@ from warden.alerting.pipeline import (
     PipelineMetrics,
     RateLimitStage,
     SilenceStage,
+    Stage,
 )
+from warden.alerting.remediation_notes import AuditNotes, RemediationStage
 from warden.alerting.silences import SilenceStore
+from warden.alerting.slo import SLO_ALERTNAME, SliSource, SloAlerter, SloEvaluator
+from warden.alerting.slo_history import SloAlertHistory
 from warden.alerting.webhook import AlertmanagerPushNotifier, Notifier, WebhookNotifier
+from warden.db import open_db
 from warden.records import Alert
 
 __all__ = ["AlertingService", "make_receiver"]
@@ -43,15 +54,27 @@ class AlertingService:
 
     ``submit(alerts, now)`` hands alerts in (and flushes groups already due, so with
     ``group_wait 0`` an alert is in the outbox before ``submit`` returns); ``tick(now)`` is the
-    engine's periodic call; ``start()``/``stop()`` run the outbox delivery thread.
+    engine's periodic call (it evaluates the SLOs, when ``sli_source`` is given and
+    ``config.slos`` is not empty); ``start()``/``stop()`` run the outbox delivery thread.
+    ``remediation_notes=False`` leaves the action audit unread.
     """
 
     def __init__(self, config: AlertingConfig, conn: sqlite3.Connection, *,
                  registry: CollectorRegistry, clock: Callable[[], float] = time.time,
                  rng: random.Random | None = None,
-                 notifiers: dict[str, Notifier] | None = None) -> None:
+                 notifiers: dict[str, Notifier] | None = None,
+                 sli_source: SliSource | None = None,
+                 remediation_notes: bool = True) -> None:
         self.config = config
         self.clock = clock
+        self.slo: SloAlerter | None = None
+        if config.slos and sli_source is not None:
+            history = SloAlertHistory(_own_connection(conn), alertname=SLO_ALERTNAME)
+            self.slo = SloAlerter(SloEvaluator(config.slos, sli_source),
+                                  interval_s=config.slo_interval_s, history=history)
+        self.remediation = (RemediationStage(AuditNotes(conn),
+                                             pages=lambda: self.dispatcher.alerts())
+                            if remediation_notes else None)
         self.outbox = Outbox(conn)
         self.silences = SilenceStore(conn)
         self.nflog = NotificationLog()
@@ -82,11 +105,14 @@ class AlertingService:
         for rc in config.routes:
             route = Route(rc.receiver, tuple(rc.group_by), tuple(map(parse_matcher, rc.matchers)),
                           rc.group_wait_s, rc.group_interval_s, rc.repeat_interval_s)
-            stages = [InhibitStage(self.inhibitor), SilenceStage(self.silences),
-                      DedupStage(self.nflog), rate,
-                      OutboxStage(self.outbox, self.nflog, external_url=config.external_url,
-                                  kind=kinds[rc.receiver].kind, on_enqueue=self.delivery.wake,
-                                  max_alerts=kinds[rc.receiver].max_alerts)]
+            stages: list[Stage] = [InhibitStage(self.inhibitor), SilenceStage(self.silences),
+                                   DedupStage(self.nflog), rate]
+            if self.remediation is not None:
+                stages.append(self.remediation)
+            stages.append(OutboxStage(
+                self.outbox, self.nflog, external_url=config.external_url,
+                kind=kinds[rc.receiver].kind, on_enqueue=self.delivery.wake,
+                max_alerts=kinds[rc.receiver].max_alerts))
             routes.append((route, Pipeline(stages, metrics=metrics)))
         self.dispatcher = Dispatcher(routes)
 
@@ -96,13 +122,26 @@ class AlertingService:
         self.dispatcher.tick(now)
 
     def tick(self, now: float | None = None) -> None:
-        self.dispatcher.tick(self.clock() if now is None else now)
+        """Evaluate the SLOs when due (their alerts join the groups), then flush due groups."""
+        now = self.clock() if now is None else now
+        if self.slo is not None:
+            slo_alerts = self.slo.evaluate(now)
+            if slo_alerts:
+                self.dispatcher.add(slo_alerts, now)
+        self.dispatcher.tick(now)
 
     def start(self) -> None:
         self.delivery.start()
 
     def stop(self) -> None:
         self.delivery.stop()
+
+
+def _own_connection(conn: sqlite3.Connection) -> sqlite3.Connection:
+    """Another connection to ``conn``'s file, for a writer whose transactions must not
+    interleave with the outbox thread's on the shared one (``conn`` itself if in memory)."""
+    row = conn.execute("PRAGMA database_list").fetchone()
+    return open_db(row[2]) if row is not None and row[2] else conn
 
 
 def make_receiver(config: InboundConfig, conn: sqlite3.Connection, *,
