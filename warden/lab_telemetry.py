@@ -71,6 +71,7 @@ class Telemetry:
         self.alerting: AlertingService | None = None
         self.remediation_config = remediation
         self.remediation: RemediationService | None = None
+        self._slo_handled: set[tuple[str, float]] = set()
         self.registry = CollectorRegistry()
         self.metrics = WardenMetrics(self.registry)
         self.receiver: subprocess.Popen[bytes] | None = None
@@ -116,7 +117,8 @@ class Telemetry:
         if self.alerting_config is not None and self.alerting_config.receivers:
             self.alerting = AlertingService(self.alerting_config, open_db(self.db_path),
                                             registry=self.registry,
-                                            sli_source=StoreChainsSli(self.store))
+                                            sli_source=StoreChainsSli(self.store),
+                                            slo_sinks=[self._slo_to_remediation])
             self.alerting.start()
             sinks.append(self._to_alerting)
             if not self.with_detection:  # else _to_alerting ticks it (and its SLOs) each tick
@@ -148,6 +150,16 @@ class Telemetry:
         assert self.remediation is not None
         for alert in transitions:
             if alert.status is AlertStatus.FIRING:
+                self.remediation.handle(alert)
+
+    def _slo_to_remediation(self, alerts: list[Alert], now: float) -> None:
+        """SLO burn alerts (re-sent while they fire) start their runbooks once per firing."""
+        if self.remediation is None:
+            return
+        for alert in alerts:
+            once = (alert.fingerprint, alert.starts_at)
+            if alert.status is AlertStatus.FIRING and once not in self._slo_handled:
+                self._slo_handled.add(once)
                 self.remediation.handle(alert)
 
     def _page(self, alert: Alert) -> None:

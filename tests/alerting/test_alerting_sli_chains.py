@@ -108,11 +108,16 @@ def test_service_pages_the_burn_from_chains_then_resolves(tmp_path, recording_se
         "slos": [{"name": "mlp-avail", "model": "mlp", "kind": "availability",
                   "objective": 0.999}],
         "slo_interval_s": 30})
+    to_remediation: list[list] = []
     svc = AlertingService(cfg, open_db(tmp_path / "w.db"), registry=CollectorRegistry(),
-                          clock=lambda: now[0], sli_source=StoreChainsSli(store))
+                          clock=lambda: now[0], sli_source=StoreChainsSli(store),
+                          slo_sinks=[lambda alerts, t: to_remediation.append(alerts)])
     try:
         svc.tick()
         assert svc.delivery.run_once() == 1
+        # the same alerts reach the SLO sinks (the lab hands them to remediation)
+        assert [sorted(dict(a.labels)["severity"] for a in batch) for batch in to_remediation] \
+            == [["page", "ticket"]]
         (got,) = recording_server.snapshot()
         body = got.json()
         assert body["status"] == "firing" and body["groupLabels"] == {

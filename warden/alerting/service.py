@@ -16,7 +16,7 @@ from __future__ import annotations
 import random
 import sqlite3
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 
 from prometheus_client import CollectorRegistry
 
@@ -64,9 +64,11 @@ class AlertingService:
                  rng: random.Random | None = None,
                  notifiers: dict[str, Notifier] | None = None,
                  sli_source: SliSource | None = None,
-                 remediation_notes: bool = True) -> None:
+                 remediation_notes: bool = True,
+                 slo_sinks: Sequence[Callable[[list[Alert], float], None]] = ()) -> None:
         self.config = config
         self.clock = clock
+        self.slo_sinks = list(slo_sinks)
         self.slo: SloAlerter | None = None
         if config.slos and sli_source is not None:
             history = SloAlertHistory(_own_connection(conn), alertname=SLO_ALERTNAME)
@@ -128,6 +130,9 @@ class AlertingService:
             slo_alerts = self.slo.evaluate(now)
             if slo_alerts:
                 self.dispatcher.add(slo_alerts, now)
+                # Remediation's budget-burn runbooks start from these, like detection's.
+                for sink in self.slo_sinks:
+                    sink(slo_alerts, now)
         self.dispatcher.tick(now)
 
     def start(self) -> None:
