@@ -74,7 +74,9 @@ def _interrupts_as_keyboard() -> Iterator[dict[str, bool]]:
 
 class Runner:
     """Runs experiments against one target. ``capabilities`` names what runs with the fleet
-    (``detection``, ``remediation``); an experiment requiring more is skipped with the reason."""
+    (``detection``, ``remediation``); an experiment requiring more is skipped with the reason,
+    and so is one expecting an alert outside ``detectable`` (the alert names the engine's
+    detection can raise; ``None``: not known, nothing skipped for it)."""
 
     def __init__(
         self,
@@ -84,6 +86,7 @@ class Runner:
         ledger_path: Path | None = None,
         store: Any | None = None,
         capabilities: set[str] | frozenset[str] = frozenset(),
+        detectable: set[str] | frozenset[str] | None = None,
         progress: Callable[[str], None] = stderr_progress,
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], None] = time.sleep,
@@ -93,6 +96,7 @@ class Runner:
         self.ledger = Ledger(ledger_path or self.journal_dir / "faults.ledger")
         self.store = store
         self.capabilities = set(capabilities)
+        self.detectable = None if detectable is None else set(detectable)
         self.progress = progress
         self.clock, self.sleep = clock, sleep
 
@@ -133,6 +137,15 @@ class Runner:
             j.verdict = "skipped"
             j.reasons.append(f"requires {', '.join(missing)}, which this target does not run "
                              f"(capabilities: {sorted(self.capabilities) or 'none'})")
+            return self._finish(j, say)
+        undetectable = sorted({a.alertname for a in exp.expectations.alerts}
+                              - (self.detectable if self.detectable is not None else
+                                 {a.alertname for a in exp.expectations.alerts}))
+        if undetectable:
+            j.verdict = "skipped"
+            j.reasons.append(f"expects alert {', '.join(undetectable)}, which this engine's "
+                             f"detection has no rule to raise (it raises: "
+                             f"{', '.join(sorted(self.detectable or ())) or 'nothing'})")
             return self._finish(j, say)
         leftovers = revert_leftovers(self.ledger, self.target)
         for label in leftovers.reverted:
