@@ -21,7 +21,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -165,31 +165,34 @@ class LabEngine(ChaosEngine):
 
     # -- between experiments ---------------------------------------------------------------------
 
-    def reset(self, *, alerts_timeout_s: float = 45.0) -> None:
+    def reset(self, *, alerts_timeout_s: float = 30.0,
+              replicas: Collection[str] | None = None) -> None:
         """Give every replica its weight back, undo degradation, then wait (bounded) until no
-        alert fires: an alert still firing from the last experiment would not fire again, so
-        the next experiment's runbook would never be triggered."""
+        alert fires (on ``replicas``; ``None``: on any): an alert still firing from the last
+        experiment would not fire again, so the next experiment's runbook would never run."""
         if self.lab is None or self.lab.admin is None:
             return
         self.lab.admin.set_weights({r.name: 1.0 for r in self.lab.fleet.replicas})
         for model in self.lab.config.fleet.models:
             self.lab.admin.set_variant_split(model, 0.0)
         deadline = time.monotonic() + alerts_timeout_s
-        while self.firing() and time.monotonic() < deadline:
+        while self.firing(replicas) and time.monotonic() < deadline:
             time.sleep(0.5)
-        if self.firing():
+        if alerts_timeout_s > 0 and self.firing(replicas):
             self.notes.append(f"reset: alerts still firing after {alerts_timeout_s:g} s: "
-                              f"{self.firing()}")
+                              f"{self.firing(replicas)}")
 
-    def firing(self) -> list[str]:
-        """What the engine's detection has firing now, as ``alertname{replica}``."""
+    def firing(self, replicas: Collection[str] | None = None) -> list[str]:
+        """What the engine's detection has firing now (on ``replicas``), as
+        ``alertname{replica}``."""
         detection = self.lab.telemetry.detection if self.lab and self.lab.telemetry else None
         if detection is None:
             return []
         for _ in range(3):  # the engine thread may change its rule states while we read
             try:
                 return sorted(f"{a.name}{{{dict(a.labels).get('replica', '')}}}"
-                              for a in detection.firing())
+                              for a in detection.firing() if replicas is None
+                              or dict(a.labels).get("replica") in replicas)
             except RuntimeError:
                 time.sleep(0.05)
         return []

@@ -145,16 +145,19 @@ def run_experiment(request: pytest.FixtureRequest, chaos_target: Target,
                    ) -> Callable[..., Journal]:
     def run(experiment: str | Path | Experiment, *, expect: str = "passed") -> Journal:
         exp = experiment if isinstance(experiment, Experiment) else load_experiment(experiment)
-        target, ledger = chaos_target, None
-        if set(exp.requires) & chaos_engine.capabilities:
-            chaos_engine.ready()
+        detectable = chaos_engine.detectable if exp.requires else None
+        ledger = None
+        if (set(exp.requires) & chaos_engine.capabilities and not Runner(
+                chaos_target, journal_dir=chaos_journal_dir, capabilities=chaos_engine.capabilities,
+                detectable=detectable).skip_reasons(exp)):
+            chaos_engine.ready()  # a lazy engine starts for the first experiment it can run
             chaos_engine.reset()
             if chaos_engine.target is not None:  # the engine watches a lab of its own
-                target = chaos_engine.target
                 ledger = chaos_journal_dir / "engine-faults.ledger"
+        target = chaos_engine.target if ledger is not None else chaos_target
         runner = Runner(target, journal_dir=chaos_journal_dir, ledger_path=ledger,
                         store=chaos_engine.store, capabilities=chaos_engine.capabilities,
-                        detectable=chaos_engine.detectable if exp.requires else None)
+                        detectable=detectable)
         journal = runner.run(exp)
         for note in chaos_engine.notes:
             request.node.user_properties.append(("chaos_engine", note))

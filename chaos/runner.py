@@ -125,6 +125,23 @@ class Runner:
                                   "(pass --db, or run with the engine's store)")
         return planned
 
+    def skip_reasons(self, exp: Experiment) -> list[str]:
+        """Why this target cannot run ``exp`` at all (empty: it can); checked before anything
+        starts, so a caller can also skip without starting an engine."""
+        out = []
+        missing = sorted(set(exp.requires) - self.capabilities)
+        if missing:
+            out.append(f"requires {', '.join(missing)}, which this target does not run "
+                       f"(capabilities: {sorted(self.capabilities) or 'none'})")
+        if self.detectable is not None:
+            undetectable = sorted({a.alertname for a in exp.expectations.alerts}
+                                  - self.detectable)
+            if undetectable:
+                out.append(f"expects alert {', '.join(undetectable)}, which this engine's "
+                           f"detection has no rule to raise (it raises: "
+                           f"{', '.join(sorted(self.detectable)) or 'nothing'})")
+        return out
+
     # -- one run -----------------------------------------------------------------------------------
 
     def run(self, exp: Experiment) -> Journal:
@@ -132,20 +149,10 @@ class Runner:
                     target=self.target.describe(), started_at=self.clock(),
                     sli_threshold_ms=exp.sli.threshold_ms if exp.sli else None)
         say = lambda m: self.progress(f"{exp.title}: {m}")  # noqa: E731
-        missing = sorted(set(exp.requires) - self.capabilities)
-        if missing:
+        skip = self.skip_reasons(exp)
+        if skip:
             j.verdict = "skipped"
-            j.reasons.append(f"requires {', '.join(missing)}, which this target does not run "
-                             f"(capabilities: {sorted(self.capabilities) or 'none'})")
-            return self._finish(j, say)
-        undetectable = sorted({a.alertname for a in exp.expectations.alerts}
-                              - (self.detectable if self.detectable is not None else
-                                 {a.alertname for a in exp.expectations.alerts}))
-        if undetectable:
-            j.verdict = "skipped"
-            j.reasons.append(f"expects alert {', '.join(undetectable)}, which this engine's "
-                             f"detection has no rule to raise (it raises: "
-                             f"{', '.join(sorted(self.detectable or ())) or 'nothing'})")
+            j.reasons += skip
             return self._finish(j, say)
         leftovers = revert_leftovers(self.ledger, self.target)
         for label in leftovers.reverted:
