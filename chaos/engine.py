@@ -172,6 +172,7 @@ class LabEngine(ChaosEngine):
         experiment would not fire again, so the next experiment's runbook would never run."""
         if self.lab is None or self.lab.admin is None:
             return
+        self._repair()
         self.lab.admin.set_weights({r.name: 1.0 for r in self.lab.fleet.replicas})
         for model in self.lab.config.fleet.models:
             self.lab.admin.set_variant_split(model, 0.0)
@@ -181,6 +182,23 @@ class LabEngine(ChaosEngine):
         if alerts_timeout_s > 0 and self.firing(replicas):
             self.notes.append(f"reset: alerts still firing after {alerts_timeout_s:g} s: "
                               f"{self.firing(replicas)}")
+
+    def _repair(self, grace_s: float = 10.0) -> None:
+        """Restart a replica that does not serve ``synth`` within ``grace_s``: one experiment's
+        broken replica must not fail the next. Noted, because it is a finding (e.g. a replica
+        SIGSTOPped under traffic may not serve again after SIGCONT)."""
+        from chaos.probes import model_ready
+
+        assert self.lab is not None and self.target is not None
+        deadline = time.monotonic() + grace_s
+        for r in list(self.lab.fleet.replicas):
+            while not (ok := model_ready(self.target, replica=r.name, model="synth")) \
+                    and time.monotonic() < deadline:
+                time.sleep(0.5)
+            if not ok:
+                self.notes.append(f"reset: {r.name} did not serve synth; restarted it")
+                logger.warning(self.notes[-1])
+                self.target.restart(r.name)
 
     def firing(self, replicas: Collection[str] | None = None) -> list[str]:
         """What the engine's detection has firing now (on ``replicas``), as
