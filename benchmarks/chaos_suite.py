@@ -94,7 +94,10 @@ def main() -> int:
                 rows.append((f"remediation {mode}", j))
                 if j.verdict not in ("passed", "skipped"):
                     print(f"  {j.verdict}: {'; '.join(j.reasons)[:300]}", file=sys.stderr)
+        notes = list(engine.notes)
     print(format_table([j for _, j in rows], extra=[r for r, _ in rows]))
+    for note in notes:
+        print(f"engine: {note}")
     print(f"\n{len(rows)} runs in {time.monotonic() - t_start:.0f} s (engine lab start "
           f"included); journals in {jdir}")
     print(f"Runbook experiments with remediation off keep their fault in for {args.off_watch:g} s "

@@ -154,9 +154,12 @@ def run_experiment(request: pytest.FixtureRequest, chaos_target: Target,
             chaos_engine.reset()
             if chaos_engine.target is not None:  # the engine watches a lab of its own
                 ledger = chaos_journal_dir / "engine-faults.ledger"
-        target = chaos_engine.target if ledger is not None else chaos_target
+        own_lab = ledger is not None
+        target = chaos_engine.target if own_lab else chaos_target
+        # an engine with a lab of its own watches that lab: its store says nothing of this one
+        store = chaos_engine.store if own_lab or chaos_engine.target is None else None
         runner = Runner(target, journal_dir=chaos_journal_dir, ledger_path=ledger,
-                        store=chaos_engine.store, capabilities=chaos_engine.capabilities,
+                        store=store, capabilities=chaos_engine.capabilities,
                         detectable=detectable)
         journal = runner.run(exp)
         for note in chaos_engine.notes:
