@@ -50,8 +50,9 @@ class ChaosEngine:
     def ready(self) -> None:
         """Start whatever is lazy; a running engine is ready."""
 
-    def reset(self) -> None:
-        """Undo what remediation left between experiments (nothing to undo here)."""
+    def reset(self, *, replicas: Collection[str] | None = None) -> None:
+        """Undo what remediation left between experiments, before one that faults ``replicas``
+        (``None``: any or unknown). Nothing to undo here."""
 
     def release(self) -> None:
         """Stop what :meth:`ready` started."""
