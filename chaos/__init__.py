@@ -9,7 +9,9 @@ Modules (import what you need; this package imports nothing heavy):
 * :mod:`chaos.runner` runs one experiment; :mod:`chaos.ledger` keeps faults revertable across
   crashes; :mod:`chaos.sli`, :mod:`chaos.observed`, :mod:`chaos.expectations` measure and judge;
 * :mod:`chaos.journal`, :mod:`chaos.report` the evidence; :mod:`chaos.cli` ``warden chaos``;
-  :mod:`chaos.pytest_plugin` the suite in pytest; :mod:`chaos.containers` the Docker flavour.
+  :mod:`chaos.pytest_plugin` the suite in pytest; :mod:`chaos.engine` the engine lab runbook
+  experiments run on (traffic, detection, remediation); :mod:`chaos.containers` the Docker
+  flavour.
 """
 
 __all__ = [
@@ -17,6 +19,7 @@ __all__ = [
     "activity",
     "cli",
     "containers",
+    "engine",
     "errors",
     "expectations",
     "experiment",

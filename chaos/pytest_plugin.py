@@ -9,10 +9,13 @@ Register with ``pytest_plugins = ["chaos.pytest_plugin"]`` in the root ``conftes
   the ``--chaos-target`` file (``lab.json`` or a written target), so the same suite runs
   against staging.
 * ``chaos_engine`` (session): what runs beside the fleet, as :class:`ChaosEngine`: the
-  capabilities (``detection``, ``remediation``) and the store the expectations read. Empty by
-  default (no engine yet). ``--chaos-engine module:func`` starts one beside the local lab
-  (``func(lab, db_path)`` is a context manager yielding a ``ChaosEngine``); for a staging fleet
-  whose engine runs already, pass ``--chaos-capabilities`` and ``--chaos-db``; or override it.
+  capabilities (``detection``, ``remediation``), the store the expectations read and, for an
+  engine with a lab of its own, the target runbook experiments run against. On the local lab
+  the default is :func:`chaos.engine.lab_engine`: a second real lab with traffic, detection
+  and remediation, started lazily by the first experiment that requires them.
+  ``--chaos-engine module:func`` names another (``func(lab, db_path)`` is a context manager
+  yielding a ``ChaosEngine``; ``none`` for no engine); for a staging fleet whose engine runs
+  already, pass ``--chaos-capabilities`` and ``--chaos-db``; or override the fixture.
 * ``run_experiment``: ``run_experiment(path_or_experiment) -> Journal``. Skips with the reason
   (and still writes a "skipped" journal) when the experiment requires what the engine lacks or
   a fault cannot run here; fails the test with the journal's path, the reason and its timeline
@@ -25,12 +28,12 @@ path is attached to the test report (``user_properties``).
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from chaos.engine import DEFAULT_ENGINE, ChaosEngine
 from chaos.experiment import Experiment, load_experiment
 from chaos.journal import Journal
 from chaos.probes import warm_up
@@ -40,12 +43,6 @@ from chaos.target import LocalTarget, Target, load_target
 
 __all__ = ["ChaosEngine", "chaos_containers", "chaos_engine", "chaos_journal_dir", "chaos_lab",
            "chaos_target", "pytest_addoption", "pytest_configure", "run_experiment"]
-
-@dataclass
-class ChaosEngine:
-    capabilities: frozenset[str] = frozenset()
-    store: Any | None = None
-    notes: list[str] = field(default_factory=list)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -59,7 +56,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--chaos-db", default=None, help="the Warden store of the target's engine")
     group.addoption("--chaos-engine", default=None,
                     help="module:func(lab, db_path) -> context manager yielding a ChaosEngine: "
-                         "starts detection/remediation beside the local lab")
+                         f"starts detection/remediation beside the local lab (default on the "
+                         f"local lab: {DEFAULT_ENGINE}; 'none' for no engine)")
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -109,7 +107,12 @@ def chaos_target(request: pytest.FixtureRequest, chaos_lab: Any) -> Target:
 @pytest.fixture(scope="session")
 def chaos_engine(request: pytest.FixtureRequest) -> Iterator[ChaosEngine]:
     factory = _opt(request.config, "--chaos-engine")
-    if factory:
+    caps_opt = _opt(request.config, "--chaos-capabilities", "") or ""
+    if (not factory and not caps_opt and not _opt(request.config, "--chaos-target")
+            and not _opt(request.config, "--chaos-db")
+            and isinstance(request.getfixturevalue("chaos_target"), LocalTarget)):
+        factory = DEFAULT_ENGINE  # the local lab: the lazily started engine lab
+    if factory and factory != "none":
         from chaos.activity import resolve
 
         lab = request.getfixturevalue("chaos_lab")
@@ -119,8 +122,7 @@ def chaos_engine(request: pytest.FixtureRequest) -> Iterator[ChaosEngine]:
         with resolve(factory, "--chaos-engine")(lab, lab.config.db_path) as engine:
             yield engine
         return
-    caps = frozenset(c for c in (_opt(request.config, "--chaos-capabilities", "") or "")
-                     .split(",") if c)
+    caps = frozenset(c for c in caps_opt.split(",") if c)
     db = _opt(request.config, "--chaos-db")
     store = None
     if db:
@@ -143,9 +145,28 @@ def run_experiment(request: pytest.FixtureRequest, chaos_target: Target,
                    ) -> Callable[..., Journal]:
     def run(experiment: str | Path | Experiment, *, expect: str = "passed") -> Journal:
         exp = experiment if isinstance(experiment, Experiment) else load_experiment(experiment)
-        runner = Runner(chaos_target, journal_dir=chaos_journal_dir, store=chaos_engine.store,
-                        capabilities=chaos_engine.capabilities)
+        detectable = chaos_engine.detectable if exp.requires else None
+        ledger = None
+        if (set(exp.requires) & chaos_engine.capabilities and not Runner(
+                chaos_target, journal_dir=chaos_journal_dir, capabilities=chaos_engine.capabilities,
+                detectable=detectable).skip_reasons(exp)):
+            chaos_engine.ready()  # a lazy engine starts for the first experiment it can run
+            # only an alert still firing on a replica this experiment faults would not fire
+            # again; one elsewhere need not be waited out
+            victims = {a.arguments.get("replica") for a in exp.method if a.type == "fault"}
+            chaos_engine.reset(replicas=None if None in victims or not victims else victims)
+            if chaos_engine.target is not None:  # the engine watches a lab of its own
+                ledger = chaos_journal_dir / "engine-faults.ledger"
+        own_lab = ledger is not None
+        target = chaos_engine.target if own_lab else chaos_target
+        # an engine with a lab of its own watches that lab: its store says nothing of this one
+        store = chaos_engine.store if own_lab or chaos_engine.target is None else None
+        runner = Runner(target, journal_dir=chaos_journal_dir, ledger_path=ledger,
+                        store=store, capabilities=chaos_engine.capabilities,
+                        detectable=detectable)
         journal = runner.run(exp)
+        for note in chaos_engine.notes:
+            request.node.user_properties.append(("chaos_engine", note))
         request.node.user_properties.append(("chaos_journal", journal.path))
         if journal.verdict == "skipped" and expect != "skipped":
             hint = (" (no Warden engine runs beside this target: override the chaos_engine "

@@ -74,7 +74,9 @@ def _interrupts_as_keyboard() -> Iterator[dict[str, bool]]:
 
 class Runner:
     """Runs experiments against one target. ``capabilities`` names what runs with the fleet
-    (``detection``, ``remediation``); an experiment requiring more is skipped with the reason."""
+    (``detection``, ``remediation``); an experiment requiring more is skipped with the reason,
+    and so is one expecting an alert outside ``detectable`` (the alert names the engine's
+    detection can raise; ``None``: not known, nothing skipped for it)."""
 
     def __init__(
         self,
@@ -84,6 +86,7 @@ class Runner:
         ledger_path: Path | None = None,
         store: Any | None = None,
         capabilities: set[str] | frozenset[str] = frozenset(),
+        detectable: set[str] | frozenset[str] | None = None,
         progress: Callable[[str], None] = stderr_progress,
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], None] = time.sleep,
@@ -93,6 +96,7 @@ class Runner:
         self.ledger = Ledger(ledger_path or self.journal_dir / "faults.ledger")
         self.store = store
         self.capabilities = set(capabilities)
+        self.detectable = None if detectable is None else set(detectable)
         self.progress = progress
         self.clock, self.sleep = clock, sleep
 
@@ -121,6 +125,23 @@ class Runner:
                                   "(pass --db, or run with the engine's store)")
         return planned
 
+    def skip_reasons(self, exp: Experiment) -> list[str]:
+        """Why this target cannot run ``exp`` at all (empty: it can); checked before anything
+        starts, so a caller can also skip without starting an engine."""
+        out = []
+        missing = sorted(set(exp.requires) - self.capabilities)
+        if missing:
+            out.append(f"requires {', '.join(missing)}, which this target does not run "
+                       f"(capabilities: {sorted(self.capabilities) or 'none'})")
+        if self.detectable is not None:
+            undetectable = sorted({a.alertname for a in exp.expectations.alerts}
+                                  - self.detectable)
+            if undetectable:
+                out.append(f"expects alert {', '.join(undetectable)}, which this engine's "
+                           f"detection has no rule to raise (it raises: "
+                           f"{', '.join(sorted(self.detectable)) or 'nothing'})")
+        return out
+
     # -- one run -----------------------------------------------------------------------------------
 
     def run(self, exp: Experiment) -> Journal:
@@ -128,11 +149,10 @@ class Runner:
                     target=self.target.describe(), started_at=self.clock(),
                     sli_threshold_ms=exp.sli.threshold_ms if exp.sli else None)
         say = lambda m: self.progress(f"{exp.title}: {m}")  # noqa: E731
-        missing = sorted(set(exp.requires) - self.capabilities)
-        if missing:
+        skip = self.skip_reasons(exp)
+        if skip:
             j.verdict = "skipped"
-            j.reasons.append(f"requires {', '.join(missing)}, which this target does not run "
-                             f"(capabilities: {sorted(self.capabilities) or 'none'})")
+            j.reasons += skip
             return self._finish(j, say)
         leftovers = revert_leftovers(self.ledger, self.target)
         for label in leftovers.reverted:

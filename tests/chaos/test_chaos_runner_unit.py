@@ -249,3 +249,18 @@ def test_sli_from_the_stores_request_chains(tmp_path):
     assert j.time_to_recover_s is not None and any(not w.violating for w in j.sli)
     with pytest.raises(ExperimentError, match="sli.source is 'store'"):
         runner(tmp_path).run(exp)
+
+
+def test_an_alert_no_detection_rule_raises_skips_before_touching_anything(tmp_path):
+    flag = tmp_path / "flag"
+    exp = file_experiment(flag, requires=["detection"],
+                          expectations={"alerts": ["ReplicaHung", "ReplicaP99Drift"]})
+    r = runner(tmp_path, capabilities={"detection"}, detectable={"ReplicaP99Drift"})
+    assert r.skip_reasons(exp) == [
+        "expects alert ReplicaHung, which this engine's detection has no rule to raise "
+        "(it raises: ReplicaP99Drift)"]
+    j = r.run(exp)
+    assert j.verdict == "skipped" and not flag.exists() and not j.faults
+    assert Journal.load(j.path).reasons == r.skip_reasons(exp)
+    # an engine that does not say what it detects (None) skips nothing for it
+    assert runner(tmp_path, capabilities={"detection"}).skip_reasons(exp) == []

@@ -2,9 +2,9 @@
 
 Every experiment runs against the session's lab (two real Triton replicas and the router);
 each writes its journal. Fault experiments prove the fault bites (the steady state breaks, or
-the SLO is violated) and that reverting restores it. Runbook experiments need detection and
-remediation beside the lab and skip, saying so, until the engine runs them. Long experiments
-(``long: true``) run when ``WARDEN_CHAOS_LONG=1``.
+the SLO is violated) and that reverting restores it. Runbook experiments (``requires:``) run in
+test_chaos_runbooks.py, against the engine's own lab. Long experiments (``long: true``) run
+when ``WARDEN_CHAOS_LONG=1``.
 """
 
 import os
@@ -16,7 +16,8 @@ from chaos.experiment import load_experiment
 from chaos.journal import Journal
 from chaos.probes import faults_cleared, gpu_fault_state, model_ready
 
-EXPERIMENTS = sorted((Path(__file__).parents[2] / "chaos" / "experiments").glob("*.yaml"))
+EXPERIMENTS = [p for p in sorted((Path(__file__).parents[2] / "chaos" / "experiments")
+                                 .glob("*.yaml")) if not load_experiment(p).requires]
 ACTIVE_GPU_KEYS = ("cooling_failure", "power_cap_w", "memory_leak_mib_per_s", "fragmentation",
                    "xid")
 
