@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import json
 import time
-import urllib.request
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from serving.replica_control import ReplicaControl
 from warden.config import load_config
 from warden.lab import Lab
 from warden.store import Store
@@ -33,9 +33,7 @@ def test_slowed_replica_is_rerouted_and_p99_restored(tmp_path: Path) -> None:
         time.sleep(25)  # baselines learn from the first few hundred requests per replica
         victim = lab.fleet.get("r2")
         fault_at = time.time()
-        req = urllib.request.Request(f"{victim.control_url}/faults", method="POST",
-                                     data=json.dumps({"extra_latency_ms": 400}).encode())
-        urllib.request.urlopen(req, timeout=5).read()
+        ReplicaControl(victim.control_url).set_faults(extra_latency_ms=400)
         verified = None
         deadline = time.monotonic() + 60
         while verified is None and time.monotonic() < deadline:
