@@ -58,7 +58,8 @@ class Router:
         self.splitter = VariantSplitter(config.lite_models, config.variant_split, self._rng)
         self.metrics = RouterMetrics(registry, lambda: self.pool,
                                      lambda r: r.ewma_peek(self.clock(), config.ewma_decay_s))
-        self.tracer = RouterTracer(tracer_provider) if tracer_provider is not None else None
+        self.tracer = (RouterTracer(tracer_provider, config.trace_deep_ratio)
+                       if tracer_provider is not None else None)
         self.client_timeout = aiohttp.ClientTimeout(total=config.timeout_s,
                                                     sock_connect=config.connect_timeout_s)
         self.session: aiohttp.ClientSession = None  # type: ignore[assignment]  # set in start()

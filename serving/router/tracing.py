@@ -5,6 +5,16 @@ the spec says (bad versions, all-zero ids) and carries ``tracestate`` along. Why
 ``TracerProvider``: the caller decides the exporter (OTLP to the trace receiver, in-memory in
 tests), and ``None`` turns tracing off at zero cost: the incoming ``traceparent`` then passes
 through untouched.
+
+Why a deep ratio: Triton traces every request that arrives with a valid ``traceparent``, whatever
+its sampled flag (``force_sample`` in its tracer), and a fully traced request costs Triton,
+PyTriton's stub and proxy and the model code a span each, plus their exports and the receiver's
+decoding: on a CPU-bound replica that was most of the telemetry overhead. So the router span is
+recorded for every traced request (detection needs every request's latency per replica), but
+the context goes on to the replica only for the share ``deep_ratio`` of traces, chosen by trace
+id with the rule of ``collectors.chains.keep_by_trace_id``, so the choice is the same wherever
+it is made. An incoming ``traceparent`` whose sampled flag is off is honoured: no router span
+(parent-based sampling) and nothing forwarded.
 """
 
 from __future__ import annotations
@@ -20,6 +30,7 @@ __all__ = [
     "SERVICE_NAME",
     "SPAN_NAME",
     "RouterTracer",
+    "goes_deep",
     "make_tracer_provider",
 ]
 
@@ -32,11 +43,27 @@ if TYPE_CHECKING:
 _PROPAGATOR = TraceContextTextMapPropagator()
 
 
-class RouterTracer:
-    """Starts the router span and writes the outgoing ``traceparent``."""
+def goes_deep(trace_id: int, ratio: float) -> bool:
+    """Whether a trace is traced past the router: its low 32 bits against ``ratio``.
 
-    def __init__(self, provider: TracerProvider) -> None:
+    The same rule as ``collectors.chains.keep_by_trace_id`` (on the hex id), not imported so
+    the router does not depend on the collectors.
+    """
+    if ratio >= 1.0:
+        return True
+    if ratio <= 0.0:
+        return False
+    return (trace_id & 0xFFFFFFFF) < ratio * 2**32
+
+
+class RouterTracer:
+    """Starts the router span and writes (or withholds) the outgoing ``traceparent``."""
+
+    def __init__(self, provider: TracerProvider, deep_ratio: float = 1.0) -> None:
+        if not 0.0 <= deep_ratio <= 1.0:
+            raise ValueError(f"deep_ratio must be in [0, 1], got {deep_ratio}")
         self._tracer: Tracer = provider.get_tracer("warden.router")
+        self.deep_ratio = deep_ratio
 
     def start(self, incoming: Mapping[str, str], model: str) -> Span:
         """Start ``warden.router`` as a child of the incoming context, or as a new trace's root."""
@@ -45,12 +72,18 @@ class RouterTracer:
         span.set_attribute("warden.model", model)
         return span
 
-    @staticmethod
-    def inject(span: Span, headers: MutableMapping[str, str]) -> None:
-        """Set ``traceparent`` (and ``tracestate``) so the replica's span is the router span's child."""
+    def inject(self, span: Span, headers: MutableMapping[str, str]) -> bool:
+        """Set ``traceparent`` (and ``tracestate``) so the replica's span is the router span's
+        child, when the trace is sampled and goes deep; otherwise strip them, so the replica
+        does not trace it. Returns whether the context was forwarded."""
         headers.pop("traceparent", None)
         headers.pop("tracestate", None)
+        ctx = span.get_span_context()
+        if not (ctx.is_valid and ctx.trace_flags.sampled and goes_deep(ctx.trace_id,
+                                                                       self.deep_ratio)):
+            return False
         _PROPAGATOR.inject(headers, context=trace.set_span_in_context(span))
+        return True
 
     @staticmethod
     def finish(span: Span, *, status: int, replica: str | None, variant: str, retries: int,
