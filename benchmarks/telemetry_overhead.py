@@ -1,18 +1,29 @@
-"""Serving throughput with full tracing and collection on, against off, same run.
+"""Serving throughput with tracing and collection on, against off, same run: a bisect table.
 
-Two labs start side by side, one replica each behind its router. "On": Triton traces every
-request (OpenTelemetry, rate 1), the model code and the router emit spans, clients send a
-``traceparent`` and a client span, the trace receiver joins chains into the store, and the
-engine scrapes Triton and the GPU twin every second. "Off": none of that. Each lab is then
-saturated by closed-loop clients through its router, alternating on/off per repeat; the table
-gives medians. The "on" lab's engine and receiver keep running during the "off" measurement,
-as they would on a shared host, so the comparison is, if anything, kind to "off".
+Several stacks start side by side, each one replica behind its own router process, and each
+traced one with its own trace receiver process (so the receiver's decoding and SQLite writes
+are charged to the stack that causes them):
 
-    python benchmarks/telemetry_overhead.py [--seconds 6] [--repeats 3] [--clients 16]
-        [--per-batch-ms 4]
+    off          no tracing anywhere
+    edge         client span + router span for every request; the replica has tracing set up
+                 (Triton trace_rate 0), but no context goes past the router
+    deep 1/N     edge, and the share 1/N of traces (by trace id) goes on to the replica: Triton's
+                 spans, PyTriton's stub and proxy spans, the model span; the lab's default
+    full-triton  every trace goes deep, Triton's spans only (no stub, proxy or model spans)
+    full         every trace goes deep with all spans (what the lab did before: 6 more spans
+                 per request)
+
+Each stack is saturated by closed-loop clients through its router, then driven open loop (Poisson
+arrivals at half the "off" capacity) for latency; stacks take turns within each repeat, in a
+rotating order, so machine noise (2 shared cores) lands on all of them alike. One engine (scrapes
+Triton and the GPU twin every second, runs detection) follows every replica throughout, so
+collection costs every stack the same; its own CPU use is printed. Medians over repeats.
+
+    python benchmarks/telemetry_overhead.py [--quick] [--seconds 5] [--repeats 3]
+        [--clients 16] [--per-batch-ms 4] [--deep-ratio 0.0625] [--no-open-loop]
 
 ``--per-batch-ms`` sets the synthetic model's cost per batch (slept, as GPU time is spent off
-the CPU). At 4 ms the lab is CPU-bound on a 2-core machine and every span's CPU cost comes out
+the CPU). At 4 ms the stack is CPU-bound on a 2-core machine and every span's CPU cost comes out
 of throughput; at 40 ms with a few clients the model time dominates, as on a GPU server.
 """
 
@@ -22,71 +33,193 @@ import argparse
 import statistics
 import sys
 import tempfile
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from _closed_loop import saturate  # noqa: E402
 
-from warden.config import load_config  # noqa: E402
-from warden.lab import Lab  # noqa: E402
+from serving.fleet import Fleet, FleetConfig  # noqa: E402
+from serving.loadgen import LoadGenerator, LoadProfile  # noqa: E402
+from serving.router import RouterConfig  # noqa: E402
+from serving.router.process import RouterProcess  # noqa: E402
+from serving.router.tracing import goes_deep  # noqa: E402
+from serving.router_client import RouterAdmin  # noqa: E402
+from serving.spans import SpanRecorder  # noqa: E402
+from warden.lab_telemetry import Telemetry  # noqa: E402
+from warden.records import Stage  # noqa: E402
+from warden.store import Store  # noqa: E402
 
 
-def _client_tracer(otlp_url: str):
-    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-    from opentelemetry.sdk.resources import Resource
-    from opentelemetry.sdk.trace import TracerProvider
-    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+@dataclass
+class Setup:
+    name: str
+    traced: bool
+    deep_ratio: float = 0.0
+    model_spans: bool = True
+    closed: list[tuple[float, float, float]] = field(default_factory=list)
+    open: list[tuple[float, float]] = field(default_factory=list)
+    telemetry: Telemetry | None = None
+    fleet: Fleet | None = None
+    router: RouterProcess | None = None
+    provider: Any = None
+    tracer: Any = None
 
-    provider = TracerProvider(resource=Resource.create({"service.name": "warden-loadgen"}))
-    provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=otlp_url)))
-    return provider, provider.get_tracer("bench")
+
+def _client_tracer(otlp_url: str) -> tuple[Any, Any]:
+    """The lab's load-generator tracer: the lean recorder, OTLP/JSON every 200 ms."""
+    recorder = SpanRecorder(otlp_url, "warden-loadgen")
+    return recorder, recorder
+
+
+def _start(s: Setup, root: Path, per_batch_ms: float) -> None:
+    home = root / s.name.replace(" ", "_").replace("/", "-")
+    home.mkdir(parents=True)
+    url = None
+    if s.traced:
+        s.telemetry = Telemetry(home / "warden.db", home)
+        url = s.telemetry.start_receiver()
+        s.provider, s.tracer = _client_tracer(url)
+    s.fleet = Fleet(FleetConfig(models=["synth"], otlp_url=url, model_spans=s.model_spans,
+                                synth_cost={"per_batch_ms": per_batch_ms}), home)
+    s.fleet.start(1)
+    s.router = RouterProcess(RouterConfig(lite_models={"synth"},
+                                          ready_models=s.fleet.model_names(),
+                                          trace_deep_ratio=s.deep_ratio),
+                             port=0, otlp_endpoint=url)
+    admin = RouterAdmin(s.router.url)
+    admin.sync_replicas({r.name: r.url for r in s.fleet.replicas})
+    admin.close()
+
+
+def _stop(s: Setup) -> None:
+    for step in (lambda: s.provider and s.provider.shutdown(),
+                 lambda: s.router and s.router.stop(),
+                 lambda: s.fleet and s.fleet.stop_all(),
+                 lambda: s.telemetry and s.telemetry.stop()):
+        try:
+            step()
+        except Exception as exc:  # keep stopping the rest
+            print(f"stopping {s.name}: {exc}", file=sys.stderr)
+
+
+def _thread_cpu_s(native_id: int | None) -> float:
+    """CPU seconds of one thread of this process (Linux), 0 when unknown."""
+    import os
+
+    if native_id is None:
+        return 0.0
+    try:
+        f = Path(f"/proc/self/task/{native_id}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
+    except OSError:
+        return 0.0
+
+
+def _chain_stats(s: Setup) -> str:
+    """Chains stored, and the share of deep traces whose chain has every stage."""
+    if s.telemetry is None:
+        return "-"
+    store = Store(s.telemetry.db_path, readonly=True)
+    try:
+        chains = store.chains()
+    finally:
+        store.close()
+    if not len(chains):
+        return "0"
+    deep = chains[[goes_deep(int(t, 16), s.deep_ratio) for t in chains.trace_id]]
+    complete = deep.dropna(subset=[st.value for st in Stage])
+    edge = chains.dropna(subset=[Stage.CLIENT.value, Stage.ROUTER.value])
+    return (f"{len(chains)} ({len(edge) / len(chains):.0%} with client+router; "
+            f"deep {len(deep)}, {len(complete) / max(len(deep), 1):.0%} complete)")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=float, default=6.0)
+    parser.add_argument("--quick", action="store_true", help="3 s x 2 repeats, 3 stacks")
+    parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--per-batch-ms", type=float, default=4.0)
+    parser.add_argument("--deep-ratio", type=float, default=1 / 16)
+    parser.add_argument("--no-open-loop", action="store_true")
     args = parser.parse_args()
+    if args.quick:
+        args.seconds, args.repeats = 3.0, 2
+    n = round(1 / args.deep_ratio) if args.deep_ratio > 0 else 0
+    setups = [Setup("off", False), Setup("edge", True, 0.0),
+              Setup(f"deep 1/{n}", True, args.deep_ratio),
+              Setup("full-triton", True, 1.0, model_spans=False), Setup("full", True, 1.0)]
+    if args.quick:
+        setups = [s for s in setups if s.name in ("off", f"deep 1/{n}", "full")]
     root = Path(tempfile.mkdtemp(prefix="warden-overhead-"))
-    labs = {}
-    for label, telemetry in (("on", True), ("off", False)):
-        cfg = load_config(home=root / label, lab={"replicas": 1, "router_port": 0},
-                          fleet={"models": ["synth"],
-                                 "synth_cost": {"per_batch_ms": args.per_batch_ms}})
-        labs[label] = Lab(cfg, with_traffic=False, with_telemetry=telemetry)
-    rows: dict[str, list[tuple[float, float, float]]] = {"on": [], "off": []}
+    engine_cpu = engine_s = 0.0
+    n_replicas = 0
     try:
-        for lab in labs.values():
-            lab.start()
-        provider, tracer = _client_tracer(labs["on"].otlp_url or "")
+        for s in setups:
+            _start(s, root, args.per_batch_ms)
+        collector = next(s for s in setups if s.telemetry is not None)
+        assert collector.telemetry is not None
+        n_replicas = sum(len(s.fleet.replicas) for s in setups if s.fleet)
+        engine = collector.telemetry.start_engine(collector.fleet.replicas)  # type: ignore[union-attr]
+        collector.telemetry.triton.set_targets(  # type: ignore[union-attr]
+            {f"{s.name}/{r.name}": r.metrics_url for s in setups if s.fleet for r in s.fleet.replicas})
+        tid = engine._thread.native_id if engine._thread else None
+        cpu0, t0 = _thread_cpu_s(tid), time.monotonic()
+        open_rate = 0.0
         for i in range(args.repeats):
-            for label in ("on", "off"):
-                lab = labs[label]
-                rps, lat, errors = saturate(lab.router_url, "synth", args.clients, args.seconds,
-                                            tracer=tracer if label == "on" else None)
+            order = setups[i % len(setups):] + setups[:i % len(setups)]
+            for s in order:
+                assert s.router is not None
+                rps, lat, errors = saturate(s.router.url, "synth", args.clients, args.seconds,
+                                            tracer=s.tracer)
                 p50, p99 = np.percentile(lat, [50, 99]) * 1e3
-                rows[label].append((rps, p50, p99))
-                print(f"  repeat {i + 1}/{args.repeats} telemetry {label:<3}: {rps:6.0f} req/s "
-                      f"P50 {p50:5.1f} ms P99 {p99:6.1f} ms errors {errors}", file=sys.stderr)
-        provider.shutdown()
-        chains = labs["on"].telemetry.store.query("SELECT COUNT(*) AS n FROM chains")["n"][0]
+                s.closed.append((rps, p50, p99))
+                print(f"  repeat {i + 1}/{args.repeats} {s.name:<12} closed: {rps:6.0f} req/s "
+                      f"P50 {p50:6.1f} ms P99 {p99:6.1f} ms errors {errors}", file=sys.stderr)
+                time.sleep(0.5)  # let exporters and receivers catch up outside the next window
+            if args.no_open_loop:
+                continue
+            if not open_rate:
+                open_rate = 0.5 * statistics.median(r[0] for r in setups[0].closed)
+            for s in order:
+                assert s.router is not None
+                gen = LoadGenerator(s.router.url, LoadProfile(kind="constant", rate=open_rate),
+                                    {"synth": 1.0}, tracer=s.tracer, seed=i)
+                summary = gen.run(args.seconds)
+                s.open.append((summary.p50_ms, summary.p99_ms))
+                print(f"  repeat {i + 1}/{args.repeats} {s.name:<12} open {open_rate:.0f}/s: "
+                      f"P50 {summary.p50_ms:6.1f} ms P99 {summary.p99_ms:6.1f} ms "
+                      f"errors {summary.errors} dropped {summary.dropped}", file=sys.stderr)
+                time.sleep(0.5)
+        engine_cpu, engine_s = _thread_cpu_s(tid) - cpu0, time.monotonic() - t0
+        for s in setups:
+            if s.provider is not None:
+                s.provider.force_flush()
+        time.sleep(4)  # the joiner's settle time
+        chains = {s.name: _chain_stats(s) for s in setups}
     finally:
-        for lab in labs.values():
-            lab.stop()
-    med = {k: statistics.median(r[0] for r in v) for k, v in rows.items()}
-    print(f"\n{'telemetry':<10} {'req/s (median)':>15} {'P50 ms':>7} {'P99 ms':>7}")
-    for label in ("off", "on"):
-        print(f"{label:<10} {med[label]:>15.0f} "
-              f"{statistics.median(r[1] for r in rows[label]):>7.1f} "
-              f"{statistics.median(r[2] for r in rows[label]):>7.1f}")
+        for s in setups:
+            _stop(s)
+    off = statistics.median(r[0] for r in setups[0].closed)
+    print(f"\n{'stack':<12} {'req/s':>7} {'cost':>7} {'P50 ms':>7} {'P99 ms':>7}"
+          f" {'open P50':>9} {'open P99':>9}  chains")
+    for s in setups:
+        rps = statistics.median(r[0] for r in s.closed)
+        op50 = f"{statistics.median(r[0] for r in s.open):9.1f}" if s.open else f"{'-':>9}"
+        op99 = f"{statistics.median(r[1] for r in s.open):9.1f}" if s.open else f"{'-':>9}"
+        print(f"{s.name:<12} {rps:7.0f} {(1 - rps / off) * 100:+6.1f}% "
+              f"{statistics.median(r[1] for r in s.closed):7.1f} "
+              f"{statistics.median(r[2] for r in s.closed):7.1f} {op50} {op99}  {chains[s.name]}")
     print(f"\nsynthetic model {args.per_batch_ms:g} ms per batch, {args.clients} closed-loop "
-          f"clients, {args.seconds:g} s x {args.repeats} repeats")
-    print(f"throughput on/off: {med['on'] / med['off']:.3f} "
-          f"({(1 - med['on'] / med['off']) * 100:+.1f}% cost); chains stored: {chains}")
+          f"clients, open loop at {open_rate:.0f} req/s, {args.seconds:g} s x {args.repeats} "
+          f"repeats (medians), stacks in rotating order")
+    print(f"collection (one engine scraping all {n_replicas} replicas + detection): {engine_cpu / max(engine_s, 1e-9) * 100:.1f}% of one core")
 
 
 if __name__ == "__main__":

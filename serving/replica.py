@@ -93,6 +93,34 @@ def _die_with_parent() -> None:
 SAMPLER_ENV = {"OTEL_TRACES_SAMPLER": "parentbased_always_off"}
 
 
+def _proxy_spans_for_traced_requests_only() -> None:
+    """Make PyTriton's proxy start its ``proxy_inference_callable`` span only under a sampled
+    parent.
+
+    Why: for every request, traced or not, PyTriton's proxy starts a span from the context the
+    stub sent (extract, sampler, start, end: a non-recording span when the parent is not
+    sampled). With most requests untraced (the router's deep ratio) that bookkeeping was most
+    of what tracing still cost the replica (measured: +0.2 to 0.4 ms CPU per request). ``None``
+    is what PyTriton itself uses for "no span"; the model code then starts no span either.
+    """
+    import pytriton.proxy.data as data
+
+    original = data.start_span_from_remote
+    if getattr(original, "_warden_sampled_only", False):
+        return
+
+    def start_span_from_remote(span_dict: Any, name: str) -> Any:
+        parent = (span_dict or {}).get("traceparent", "") if isinstance(span_dict, dict) else ""
+        try:
+            sampled = bool(int(parent[-2:], 16) & 1) if len(parent) >= 55 else False
+        except ValueError:
+            sampled = False
+        return original(span_dict, name) if sampled else None
+
+    start_span_from_remote._warden_sampled_only = True  # type: ignore[attr-defined]
+    data.start_span_from_remote = start_span_from_remote
+
+
 def _make_tracer(config: ReplicaConfig) -> Any | None:
     if not config.otlp_url or not config.model_spans:
         return None
@@ -238,6 +266,7 @@ def serve(config: ReplicaConfig, device: Device | None = None) -> None:
     tracer = _make_tracer(config)
     if tracer is not None:
         set_telemetry_tracer(tracer)
+        _proxy_spans_for_traced_requests_only()
     elif config.otlp_url:
         # Triton traces, the model code does not: PyTriton would otherwise build its own
         # proxy tracer from the trace config; a no-op one keeps the proxy side silent.

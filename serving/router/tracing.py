@@ -19,19 +19,25 @@ it is made. An incoming ``traceparent`` whose sampled flag is off is honoured: n
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, MutableMapping
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from opentelemetry import trace
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode, Tracer, TracerProvider
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
+from serving.spans import LiteSpan, SpanRecorder
+
 __all__ = [
     "SERVICE_NAME",
     "SPAN_NAME",
     "RouterTracer",
+    "LiteRouterTracer",
     "goes_deep",
+    "make_router_tracer",
     "make_tracer_provider",
+    "parse_traceparent",
 ]
 
 SPAN_NAME = "warden.router"
@@ -121,3 +127,71 @@ def make_tracer_provider(exporter: object | None = None, *, otlp_endpoint: str |
         processor = BatchSpanProcessor(exporter) if batch else SimpleSpanProcessor(exporter)  # type: ignore[arg-type]
         provider.add_span_processor(processor)
     return provider
+
+
+_TRACEPARENT = re.compile(r"^([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(-.*)?$")
+
+
+def parse_traceparent(value: str | None) -> tuple[int, int, bool] | None:
+    """``(trace_id, span_id, sampled)`` from a W3C ``traceparent``, or ``None`` when invalid.
+
+    The checks of the spec (and of OpenTelemetry's propagator): lower-case hex, version ``ff``
+    invalid, version ``00`` with nothing after the flags, all-zero ids invalid.
+    """
+    if not value:
+        return None
+    m = _TRACEPARENT.match(value.strip())
+    if m is None:
+        return None
+    version, trace_hex, span_hex, flags, rest = m.groups()
+    if version == "ff" or (version == "00" and rest):
+        return None
+    trace_id, span_id = int(trace_hex, 16), int(span_hex, 16)
+    if not trace_id or not span_id:
+        return None
+    return trace_id, span_id, bool(int(flags, 16) & 1)
+
+
+class LiteRouterTracer:
+    """:class:`RouterTracer`'s contract on a :class:`~serving.spans.SpanRecorder`: the same
+    span (``warden.router``, SERVER, same attributes), the same parent-based sampling and deep
+    ratio, at a fraction of the CPU (see ``serving.spans``)."""
+
+    def __init__(self, recorder: SpanRecorder, deep_ratio: float = 1.0) -> None:
+        if not 0.0 <= deep_ratio <= 1.0:
+            raise ValueError(f"deep_ratio must be in [0, 1], got {deep_ratio}")
+        self.recorder = recorder
+        self.deep_ratio = deep_ratio
+
+    def start(self, incoming: Mapping[str, str], model: str) -> LiteSpan:
+        parent = parse_traceparent(incoming.get("traceparent"))
+        span = self.recorder.start_span(
+            SPAN_NAME, kind=SpanKind.SERVER, attributes={"warden.model": model},
+            parent=(parent[0], parent[1]) if parent else None,
+            sampled=parent[2] if parent else True)
+        if parent:
+            span.tracestate = incoming.get("tracestate", "")
+        return span
+
+    def inject(self, span: LiteSpan, headers: MutableMapping[str, str]) -> bool:
+        headers.pop("traceparent", None)
+        headers.pop("tracestate", None)
+        if not (span.sampled and goes_deep(span.trace_id, self.deep_ratio)):
+            return False
+        headers["traceparent"] = f"00-{span.trace_id:032x}-{span.span_id:016x}-01"
+        if span.tracestate:
+            headers["tracestate"] = span.tracestate
+        return True
+
+    @staticmethod
+    def finish(span: Any, *, status: int, replica: str | None, variant: str, retries: int,
+               error: str | None) -> None:
+        RouterTracer.finish(span, status=status, replica=replica, variant=variant,
+                            retries=retries, error=error)
+
+
+def make_router_tracer(provider: Any, deep_ratio: float = 1.0) -> RouterTracer | LiteRouterTracer:
+    """The lean tracer for a :class:`~serving.spans.SpanRecorder`, the SDK one otherwise."""
+    if isinstance(provider, SpanRecorder):
+        return LiteRouterTracer(provider, deep_ratio)
+    return RouterTracer(provider, deep_ratio)
