@@ -9,12 +9,14 @@ are charged to the stack that causes them):
                  (Triton trace_rate 0), but no context goes past the router
     deep 1/N     edge, and the share 1/N of traces (by trace id) goes on to the replica: Triton's
                  spans, PyTriton's stub and proxy spans, the model span; the lab's default
+    sampled 1/N  head sampling at the client: 1/N of requests traced end to end (full chains),
+                 the rest not at all (no chain: detection would see 1/N of the requests)
     full-triton  every trace goes deep, Triton's spans only (no stub, proxy or model spans)
     full         every trace goes deep with all spans (what the lab did before: 6 more spans
                  per request)
 
 Each stack is saturated by closed-loop clients through its router, then driven open loop (Poisson
-arrivals at half the "off" capacity) for latency; stacks take turns within each repeat, in a
+arrivals at 30% of the "off" capacity) for latency; stacks take turns within each repeat, in a
 rotating order, so machine noise (2 shared cores) lands on all of them alike. One engine (scrapes
 Triton and the GPU twin every second, runs detection) follows every replica throughout, so
 collection costs every stack the same; its own CPU use is printed. Medians over repeats.
@@ -62,6 +64,8 @@ class Setup:
     traced: bool
     deep_ratio: float = 0.0
     model_spans: bool = True
+    client_ratio: float = 1.0
+    sent: int = 0
     closed: list[tuple[float, float, float]] = field(default_factory=list)
     open: list[tuple[float, float]] = field(default_factory=list)
     telemetry: Telemetry | None = None
@@ -71,9 +75,9 @@ class Setup:
     tracer: Any = None
 
 
-def _client_tracer(otlp_url: str) -> tuple[Any, Any]:
+def _client_tracer(otlp_url: str, ratio: float = 1.0) -> tuple[Any, Any]:
     """The lab's load-generator tracer: the lean recorder, OTLP/JSON every 200 ms."""
-    recorder = SpanRecorder(otlp_url, "warden-loadgen")
+    recorder = SpanRecorder(otlp_url, "warden-loadgen", sample_ratio=ratio)
     return recorder, recorder
 
 
@@ -84,7 +88,7 @@ def _start(s: Setup, root: Path, per_batch_ms: float) -> None:
     if s.traced:
         s.telemetry = Telemetry(home / "warden.db", home)
         url = s.telemetry.start_receiver()
-        s.provider, s.tracer = _client_tracer(url)
+        s.provider, s.tracer = _client_tracer(url, s.client_ratio)
     s.fleet = Fleet(FleetConfig(models=["synth"], otlp_url=url, model_spans=s.model_spans,
                                 synth_cost={"per_batch_ms": per_batch_ms}), home)
     s.fleet.start(1)
@@ -134,14 +138,13 @@ def _chain_stats(s: Setup) -> str:
         return "0"
     deep = chains[[goes_deep(int(t, 16), s.deep_ratio) for t in chains.trace_id]]
     complete = deep.dropna(subset=[st.value for st in Stage])
-    edge = chains.dropna(subset=[Stage.CLIENT.value, Stage.ROUTER.value])
-    return (f"{len(chains)} ({len(edge) / len(chains):.0%} with client+router; "
-            f"deep {len(deep)}, {len(complete) / max(len(deep), 1):.0%} complete)")
+    return (f"{len(chains) / max(s.sent, 1):4.0%} of {s.sent} requests; full chains "
+            f"{len(complete)} ({len(complete) / max(len(deep), 1):.0%} of those sent deep)")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="3 s x 2 repeats, 3 stacks")
+    parser.add_argument("--quick", action="store_true", help="3 s x 2 repeats, 4 stacks")
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--clients", type=int, default=16)
@@ -154,9 +157,10 @@ def main() -> None:
     n = round(1 / args.deep_ratio) if args.deep_ratio > 0 else 0
     setups = [Setup("off", False), Setup("edge", True, 0.0),
               Setup(f"deep 1/{n}", True, args.deep_ratio),
+              Setup(f"sampled 1/{n}", True, 1.0, client_ratio=args.deep_ratio),
               Setup("full-triton", True, 1.0, model_spans=False), Setup("full", True, 1.0)]
     if args.quick:
-        setups = [s for s in setups if s.name in ("off", f"deep 1/{n}", "full")]
+        setups = [s for s in setups if s.name in ("off", f"deep 1/{n}", f"sampled 1/{n}", "full")]
     root = Path(tempfile.mkdtemp(prefix="warden-overhead-"))
     engine_cpu = engine_s = 0.0
     n_replicas = 0
@@ -180,20 +184,22 @@ def main() -> None:
                                             tracer=s.tracer)
                 p50, p99 = np.percentile(lat, [50, 99]) * 1e3
                 s.closed.append((rps, p50, p99))
-                print(f"  repeat {i + 1}/{args.repeats} {s.name:<12} closed: {rps:6.0f} req/s "
+                s.sent += len(lat) + errors
+                print(f"  repeat {i + 1}/{args.repeats} {s.name:<13} closed: {rps:6.0f} req/s "
                       f"P50 {p50:6.1f} ms P99 {p99:6.1f} ms errors {errors}", file=sys.stderr)
                 time.sleep(0.5)  # let exporters and receivers catch up outside the next window
             if args.no_open_loop:
                 continue
             if not open_rate:
-                open_rate = 0.5 * statistics.median(r[0] for r in setups[0].closed)
+                open_rate = 0.3 * statistics.median(r[0] for r in setups[0].closed)
             for s in order:
                 assert s.router is not None
                 gen = LoadGenerator(s.router.url, LoadProfile(kind="constant", rate=open_rate),
                                     {"synth": 1.0}, tracer=s.tracer, seed=i)
                 summary = gen.run(args.seconds)
                 s.open.append((summary.p50_ms, summary.p99_ms))
-                print(f"  repeat {i + 1}/{args.repeats} {s.name:<12} open {open_rate:.0f}/s: "
+                s.sent += summary.sent
+                print(f"  repeat {i + 1}/{args.repeats} {s.name:<13} open {open_rate:.0f}/s: "
                       f"P50 {summary.p50_ms:6.1f} ms P99 {summary.p99_ms:6.1f} ms "
                       f"errors {summary.errors} dropped {summary.dropped}", file=sys.stderr)
                 time.sleep(0.5)
@@ -207,13 +213,13 @@ def main() -> None:
         for s in setups:
             _stop(s)
     off = statistics.median(r[0] for r in setups[0].closed)
-    print(f"\n{'stack':<12} {'req/s':>7} {'cost':>7} {'P50 ms':>7} {'P99 ms':>7}"
-          f" {'open P50':>9} {'open P99':>9}  chains")
+    print(f"\n{'stack':<13} {'req/s':>7} {'cost':>7} {'P50 ms':>7} {'P99 ms':>7}"
+          f" {'open P50':>9} {'open P99':>9}  chains stored")
     for s in setups:
         rps = statistics.median(r[0] for r in s.closed)
         op50 = f"{statistics.median(r[0] for r in s.open):9.1f}" if s.open else f"{'-':>9}"
         op99 = f"{statistics.median(r[1] for r in s.open):9.1f}" if s.open else f"{'-':>9}"
-        print(f"{s.name:<12} {rps:7.0f} {(1 - rps / off) * 100:+6.1f}% "
+        print(f"{s.name:<13} {rps:7.0f} {(1 - rps / off) * 100:+6.1f}% "
               f"{statistics.median(r[1] for r in s.closed):7.1f} "
               f"{statistics.median(r[2] for r in s.closed):7.1f} {op50} {op99}  {chains[s.name]}")
     print(f"\nsynthetic model {args.per_batch_ms:g} ms per batch, {args.clients} closed-loop "

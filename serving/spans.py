@@ -117,10 +117,18 @@ class SpanRecorder:
         interval_s: how often buffered spans are posted (chains wait at most this long).
         max_buffer: spans held at most; beyond it new spans are dropped and counted.
         timeout_s: per POST.
+        sample_ratio: share of *new* traces (spans started without a parent) that are
+            sampled, chosen by trace id with the router's ``goes_deep`` rule; an unsampled
+            span costs almost nothing, is never sent, and its context says "not sampled"
+            (``traceparent`` flags ``00``), so the router neither records nor forwards it.
     """
 
     def __init__(self, endpoint: str, service_name: str, *, interval_s: float = 0.2,
-                 max_buffer: int = 20_000, timeout_s: float = 2.0) -> None:
+                 max_buffer: int = 20_000, timeout_s: float = 2.0,
+                 sample_ratio: float = 1.0) -> None:
+        if not 0.0 <= sample_ratio <= 1.0:
+            raise ValueError(f"sample_ratio must be in [0, 1], got {sample_ratio}")
+        self.sample_ratio = sample_ratio
         parts = urlsplit(endpoint)
         if parts.scheme != "http" or not parts.hostname:
             raise ValueError(f"endpoint must be an http:// URL, got {endpoint!r}")
@@ -151,7 +159,12 @@ class SpanRecorder:
         ignored: callers here pass ``parent`` explicitly.
         """
         rng = self._rng
-        trace_id, parent_id = parent if parent is not None else (rng.getrandbits(128) or 1, 0)
+        if parent is not None:
+            trace_id, parent_id = parent
+        else:
+            trace_id, parent_id = rng.getrandbits(128) or 1, 0
+            if self.sample_ratio < 1.0:
+                sampled = sampled and (trace_id & 0xFFFFFFFF) < self.sample_ratio * 2**32
         return LiteSpan(self, name, trace_id, rng.getrandbits(64) or 1, parent_id, kind,
                         start_time if start_time is not None else time.time_ns(), sampled,
                         attributes)
