@@ -67,6 +67,7 @@ class Setup:
     client_ratio: float = 1.0
     sent: int = 0
     closed: list[tuple[float, float, float]] = field(default_factory=list)
+    cpu: list[dict[str, float]] = field(default_factory=list)
     open: list[tuple[float, float]] = field(default_factory=list)
     telemetry: Telemetry | None = None
     fleet: Fleet | None = None
@@ -110,6 +111,72 @@ def _stop(s: Setup) -> None:
             step()
         except Exception as exc:  # keep stopping the rest
             print(f"stopping {s.name}: {exc}", file=sys.stderr)
+
+
+def _children(pid: int) -> list[int]:
+    out = []
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                if int((d / "stat").read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                    out.append(int(d.name))
+            except (OSError, ValueError, IndexError):
+                pass
+    return out
+
+
+def _tree(pid: int | None) -> list[int]:
+    """``pid`` and all its descendants (a replica: python, tritonserver, the backend stubs)."""
+    if pid is None:
+        return []
+    found = [pid]
+    for child in _children(pid):
+        found += _tree(child)
+    return found
+
+
+def _proc_cpu_s(pid: int) -> float:
+    import os
+
+    try:
+        f = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return 0.0
+
+
+class CpuMeter:
+    """CPU seconds spent by one stack's processes (router, replica tree, receiver) and by this
+    process's client side (this process less the engine thread) over a window.
+
+    Why: on a shared 2-core machine throughput swings with the neighbours' load, while CPU
+    seconds per request at a fixed open-loop rate (so batch sizes match) barely move: on a
+    CPU-bound host the ratio of CPU per request is the capacity cost.
+    """
+
+    def __init__(self, s: Setup, engine_tid: int | None) -> None:
+        import os
+
+        self.engine_tid = engine_tid
+        self.pids = {"router": _tree(s.router.pid if s.router else None),
+                     "replica": _tree(s.fleet.replicas[0].pid if s.fleet else None),
+                     "receiver": _tree(s.telemetry.receiver.pid if s.telemetry and
+                                       s.telemetry.receiver else None)}
+        self.before = {k: sum(_proc_cpu_s(p) for p in v) for k, v in self.pids.items()}
+        t = os.times()
+        self.client0 = t.user + t.system - _thread_cpu_s(engine_tid)
+
+    def stop(self, n: int) -> dict[str, float]:
+        """Milliseconds of CPU per request, per part and in total."""
+        import os
+
+        out = {k: (sum(_proc_cpu_s(p) for p in v) - self.before[k]) / max(n, 1) * 1e3
+               for k, v in self.pids.items()}
+        t = os.times()
+        out["client"] = (t.user + t.system - _thread_cpu_s(self.engine_tid)
+                         - self.client0) / max(n, 1) * 1e3
+        out["total"] = sum(out.values())
+        return out
 
 
 def _thread_cpu_s(native_id: int | None) -> float:
@@ -196,7 +263,10 @@ def main() -> None:
                 assert s.router is not None
                 gen = LoadGenerator(s.router.url, LoadProfile(kind="constant", rate=open_rate),
                                     {"synth": 1.0}, tracer=s.tracer, seed=i)
+                meter = CpuMeter(s, tid)
                 summary = gen.run(args.seconds)
+                time.sleep(0.5)  # the exports and the receiver's work for these requests
+                s.cpu.append(meter.stop(summary.sent))
                 s.open.append((summary.p50_ms, summary.p99_ms))
                 s.sent += summary.sent
                 print(f"  repeat {i + 1}/{args.repeats} {s.name:<13} open {open_rate:.0f}/s: "
@@ -213,15 +283,25 @@ def main() -> None:
         for s in setups:
             _stop(s)
     off = statistics.median(r[0] for r in setups[0].closed)
-    print(f"\n{'stack':<13} {'req/s':>7} {'cost':>7} {'P50 ms':>7} {'P99 ms':>7}"
-          f" {'open P50':>9} {'open P99':>9}  chains stored")
+    print(f"\n{'stack':<13} {'req/s':>6} {'cost':>7} {'P50':>6} {'P99':>6} | {'open P50':>8}"
+          f" {'P99':>6} {'CPU ms/req':>10} {'cost':>7} (router replica receiver client)")
+    off_cpu = (statistics.median(c["total"] for c in setups[0].cpu)
+               if setups[0].cpu else float("nan"))
     for s in setups:
         rps = statistics.median(r[0] for r in s.closed)
-        op50 = f"{statistics.median(r[0] for r in s.open):9.1f}" if s.open else f"{'-':>9}"
-        op99 = f"{statistics.median(r[1] for r in s.open):9.1f}" if s.open else f"{'-':>9}"
-        print(f"{s.name:<13} {rps:7.0f} {(1 - rps / off) * 100:+6.1f}% "
-              f"{statistics.median(r[1] for r in s.closed):7.1f} "
-              f"{statistics.median(r[2] for r in s.closed):7.1f} {op50} {op99}  {chains[s.name]}")
+        row = (f"{s.name:<13} {rps:6.0f} {(1 - rps / off) * 100:+6.1f}% "
+               f"{statistics.median(r[1] for r in s.closed):6.1f} "
+               f"{statistics.median(r[2] for r in s.closed):6.1f} |")
+        if s.open:
+            med = {k: statistics.median(c[k] for c in s.cpu) for k in s.cpu[0]}
+            row += (f" {statistics.median(r[0] for r in s.open):8.1f}"
+                    f" {statistics.median(r[1] for r in s.open):6.1f} {med['total']:10.2f}"
+                    f" {(med['total'] / off_cpu - 1) * 100:+6.1f}% ({med['router']:.2f} "
+                    f"{med['replica']:.2f} {med['receiver']:.2f} {med['client']:.2f})")
+        print(row)
+    print("\nchains stored:")
+    for s in setups:
+        print(f"  {s.name:<13} {chains[s.name]}")
     print(f"\nsynthetic model {args.per_batch_ms:g} ms per batch, {args.clients} closed-loop "
           f"clients, open loop at {open_rate:.0f} req/s, {args.seconds:g} s x {args.repeats} "
           f"repeats (medians), stacks in rotating order")
