@@ -1,27 +1,25 @@
 """Serving throughput with tracing and collection on, against off, same run: a bisect table.
 
-Several stacks start side by side, each one replica behind its own router process, and each
-traced one with its own trace receiver process (so the receiver's decoding and SQLite writes
-are charged to the stack that causes them):
+Two stacks start side by side, each one replica behind its own router process: "untraced" (no
+tracing anywhere: what "off" means) and "traced" (router spans, the replica set up for tracing,
+its own trace receiver process, the router sending 1/N of traces deep). Every mode but the first
+runs on the *traced* stack, the client steering what gets traced, so modes differ only in the
+telemetry and not in which processes serve (on this shared 2-core machine, two stacks with the
+same settings differ by 10-30% in throughput from run to run; the same stack does not):
 
-    off          no tracing anywhere
-    edge         client span + router span for every request; the replica has tracing set up
-                 (Triton trace_rate 0), but no context goes past the router
-    deep 1/N     edge, and the share 1/N of traces (by trace id) goes on to the replica: Triton's
-                 spans, PyTriton's stub and proxy spans, the model span; the lab's default
-    sampled 1/N  head sampling at the client: 1/N of requests traced end to end (full chains),
-                 the rest not at all (no chain: detection would see 1/N of the requests)
-    full-triton  every trace goes deep, Triton's spans only (no stub, proxy or model spans)
-    full         every trace goes deep with all spans (what the lab did before: 6 more spans
-                 per request)
+    off          the untraced stack
+    off (00)     traced stack, client sends traceparent with sampled=00: no span anywhere
+    edge         client span + router span per request; trace ids the router keeps shallow
+    deep 1/N     edge, and 1/N of traces (by trace id) go deep: Triton's spans, PyTriton's
+                 stub and proxy spans, the model span (the lab's default)
+    full         every trace deep: the 6 more spans per request the lab had before
 
-Each stack is saturated by closed-loop clients through its router, then driven open loop (Poisson
-arrivals at 30% of the "off" capacity) for latency; stacks take turns within each repeat, in a
-rotating order, so machine noise (2 shared cores) lands on all of them alike. One engine (scrapes
-Triton and the GPU twin every second, runs detection) follows every replica throughout, so
-collection costs every stack the same; its own CPU use is printed. Medians over repeats.
+Each mode is saturated by closed-loop clients, then driven open loop (Poisson, 30% of "off"
+capacity) for latency and for CPU per request; modes take turns within each repeat in a rotating
+order. One engine (scrapes Triton and the GPU twin every second, runs detection) follows both
+replicas throughout, so collection costs every mode the same; its CPU is printed. Medians.
 
-    python benchmarks/telemetry_overhead.py [--quick] [--seconds 5] [--repeats 3]
+    python benchmarks/telemetry_overhead.py [--quick] [--seconds 4] [--repeats 3]
         [--clients 16] [--per-batch-ms 4] [--deep-ratio 0.0625] [--no-open-loop]
 
 ``--per-batch-ms`` sets the synthetic model's cost per batch (slept, as GPU time is spent off
@@ -32,6 +30,7 @@ of throughput; at 40 ms with a few clients the model time dominates, as on a GPU
 from __future__ import annotations
 
 import argparse
+import random
 import statistics
 import sys
 import tempfile
@@ -205,14 +204,48 @@ def _chain_stats(s: Setup) -> str:
         return "0"
     deep = chains[[goes_deep(int(t, 16), s.deep_ratio) for t in chains.trace_id]]
     complete = deep.dropna(subset=[st.value for st in Stage])
-    return (f"{len(chains) / max(s.sent, 1):4.0%} of {s.sent} requests; full chains "
-            f"{len(complete)} ({len(complete) / max(len(deep), 1):.0%} of those sent deep)")
+    return (f"{len(chains)} chains (one per sampled request); {len(deep)} went deep, "
+            f"{len(complete) / max(len(deep), 1):.0%} of them complete (every stage)")
+
+
+class SteeredClient:
+    """The client's tracer for one mode: the lean recorder, with trace ids chosen so the router
+    keeps every trace shallow, sends every one deep, or decides (``natural``); or no sampling."""
+
+    def __init__(self, recorder: SpanRecorder, mode: str, ratio: float) -> None:
+        self.recorder, self.mode = recorder, mode
+        self.cut = int(ratio * 2**32)
+        self.rng = random.Random(hash(mode))
+
+    def start_span(self, name: str, context: Any = None, kind: Any = None,
+                   attributes: Any = None, start_time: int | None = None) -> Any:
+        if self.mode == "unsampled":
+            return self.recorder.start_span(name, attributes=attributes, start_time=start_time,
+                                            sampled=False)
+        tid = self.rng.getrandbits(128) | (1 << 100)
+        if self.mode == "deep":
+            tid = (tid & ~0xFFFFFFFF) | self.rng.randrange(0, max(self.cut, 1))
+        elif self.mode == "shallow":
+            tid = (tid & ~0xFFFFFFFF) | self.rng.randrange(min(self.cut, 2**32 - 1), 2**32)
+        return self.recorder.start_span(name, attributes=attributes, start_time=start_time,
+                                        trace_id=tid)
+
+
+@dataclass
+class Mode:
+    name: str
+    stack: Setup
+    tracer: Any
+    closed: list[tuple[float, float, float]] = field(default_factory=list)
+    open: list[tuple[float, float]] = field(default_factory=list)
+    cpu: list[dict[str, float]] = field(default_factory=list)
+    sent: int = 0
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="3 s x 2 repeats, 4 stacks")
-    parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--quick", action="store_true", help="3 s x 2 repeats")
+    parser.add_argument("--seconds", type=float, default=4.0)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--per-batch-ms", type=float, default=4.0)
@@ -222,90 +255,93 @@ def main() -> None:
     if args.quick:
         args.seconds, args.repeats = 3.0, 2
     n = round(1 / args.deep_ratio) if args.deep_ratio > 0 else 0
-    setups = [Setup("off", False), Setup("edge", True, 0.0),
-              Setup(f"deep 1/{n}", True, args.deep_ratio),
-              Setup(f"sampled 1/{n}", True, 1.0, client_ratio=args.deep_ratio),
-              Setup("full-triton", True, 1.0, model_spans=False), Setup("full", True, 1.0)]
-    if args.quick:
-        setups = [s for s in setups if s.name in ("off", f"deep 1/{n}", f"sampled 1/{n}", "full")]
+    off, traced = Setup("untraced", False), Setup("traced", True, args.deep_ratio)
+    stacks = [off, traced]
     root = Path(tempfile.mkdtemp(prefix="warden-overhead-"))
     engine_cpu = engine_s = 0.0
-    n_replicas = 0
+    open_rate = 0.0
     try:
-        for s in setups:
-            _start(s, root, args.per_batch_ms)
-        collector = next(s for s in setups if s.telemetry is not None)
-        assert collector.telemetry is not None
-        n_replicas = sum(len(s.fleet.replicas) for s in setups if s.fleet)
-        engine = collector.telemetry.start_engine(collector.fleet.replicas)  # type: ignore[union-attr]
-        collector.telemetry.triton.set_targets(  # type: ignore[union-attr]
-            {f"{s.name}/{r.name}": r.metrics_url for s in setups if s.fleet for r in s.fleet.replicas})
+        for st in stacks:
+            _start(st, root, args.per_batch_ms)
+        rec = traced.provider
+        modes = [Mode("off", off, None),
+                 Mode("off (00)", traced, SteeredClient(rec, "unsampled", args.deep_ratio)),
+                 Mode("edge", traced, SteeredClient(rec, "shallow", args.deep_ratio)),
+                 Mode(f"deep 1/{n}", traced, SteeredClient(rec, "natural", args.deep_ratio)),
+                 Mode("full", traced, SteeredClient(rec, "deep", args.deep_ratio))]
+        assert traced.telemetry is not None and traced.fleet is not None
+        engine = traced.telemetry.start_engine(traced.fleet.replicas)
+        traced.telemetry.triton.set_targets(  # type: ignore[union-attr]
+            {f"{st.name}/{r.name}": r.metrics_url for st in stacks if st.fleet
+             for r in st.fleet.replicas})
         tid = engine._thread.native_id if engine._thread else None
         cpu0, t0 = _thread_cpu_s(tid), time.monotonic()
-        open_rate = 0.0
         for i in range(args.repeats):
-            order = setups[i % len(setups):] + setups[:i % len(setups)]
-            for s in order:
-                assert s.router is not None
-                rps, lat, errors = saturate(s.router.url, "synth", args.clients, args.seconds,
-                                            tracer=s.tracer)
+            order = modes[i % len(modes):] + modes[:i % len(modes)]
+            for m in order:
+                assert m.stack.router is not None
+                rps, lat, errors = saturate(m.stack.router.url, "synth", args.clients,
+                                            args.seconds, tracer=m.tracer)
                 p50, p99 = np.percentile(lat, [50, 99]) * 1e3
-                s.closed.append((rps, p50, p99))
-                s.sent += len(lat) + errors
-                print(f"  repeat {i + 1}/{args.repeats} {s.name:<13} closed: {rps:6.0f} req/s "
+                m.closed.append((rps, p50, p99))
+                m.sent += len(lat) + errors
+                print(f"  repeat {i + 1}/{args.repeats} {m.name:<10} closed: {rps:6.0f} req/s "
                       f"P50 {p50:6.1f} ms P99 {p99:6.1f} ms errors {errors}", file=sys.stderr)
                 time.sleep(0.5)  # let exporters and receivers catch up outside the next window
             if args.no_open_loop:
                 continue
             if not open_rate:
-                open_rate = 0.3 * statistics.median(r[0] for r in setups[0].closed)
-            for s in order:
-                assert s.router is not None
-                gen = LoadGenerator(s.router.url, LoadProfile(kind="constant", rate=open_rate),
-                                    {"synth": 1.0}, tracer=s.tracer, seed=i)
-                meter = CpuMeter(s, tid)
+                open_rate = 0.3 * statistics.median(r[0] for r in modes[0].closed)
+            for m in order:
+                assert m.stack.router is not None
+                gen = LoadGenerator(m.stack.router.url,
+                                    LoadProfile(kind="constant", rate=open_rate),
+                                    {"synth": 1.0}, tracer=m.tracer, seed=i)
+                meter = CpuMeter(m.stack, tid)
                 summary = gen.run(args.seconds)
                 time.sleep(0.5)  # the exports and the receiver's work for these requests
-                s.cpu.append(meter.stop(summary.sent))
-                s.open.append((summary.p50_ms, summary.p99_ms))
-                s.sent += summary.sent
-                print(f"  repeat {i + 1}/{args.repeats} {s.name:<13} open {open_rate:.0f}/s: "
+                m.cpu.append(meter.stop(summary.sent))
+                m.open.append((summary.p50_ms, summary.p99_ms))
+                m.sent += summary.sent
+                print(f"  repeat {i + 1}/{args.repeats} {m.name:<10} open {open_rate:.0f}/s: "
                       f"P50 {summary.p50_ms:6.1f} ms P99 {summary.p99_ms:6.1f} ms "
                       f"errors {summary.errors} dropped {summary.dropped}", file=sys.stderr)
                 time.sleep(0.5)
         engine_cpu, engine_s = _thread_cpu_s(tid) - cpu0, time.monotonic() - t0
-        for s in setups:
-            if s.provider is not None:
-                s.provider.force_flush()
+        rec.force_flush()
         time.sleep(4)  # the joiner's settle time
-        chains = {s.name: _chain_stats(s) for s in setups}
+        chains = _chain_stats(traced)
     finally:
-        for s in setups:
-            _stop(s)
-    off = statistics.median(r[0] for r in setups[0].closed)
-    print(f"\n{'stack':<13} {'req/s':>6} {'cost':>7} {'P50':>6} {'P99':>6} | {'open P50':>8}"
-          f" {'P99':>6} {'CPU ms/req':>10} {'cost':>7} (router replica receiver client)")
-    off_cpu = (statistics.median(c["total"] for c in setups[0].cpu)
-               if setups[0].cpu else float("nan"))
-    for s in setups:
-        rps = statistics.median(r[0] for r in s.closed)
-        row = (f"{s.name:<13} {rps:6.0f} {(1 - rps / off) * 100:+6.1f}% "
-               f"{statistics.median(r[1] for r in s.closed):6.1f} "
-               f"{statistics.median(r[2] for r in s.closed):6.1f} |")
-        if s.open:
-            med = {k: statistics.median(c[k] for c in s.cpu) for k in s.cpu[0]}
-            row += (f" {statistics.median(r[0] for r in s.open):8.1f}"
-                    f" {statistics.median(r[1] for r in s.open):6.1f} {med['total']:10.2f}"
-                    f" {(med['total'] / off_cpu - 1) * 100:+6.1f}% ({med['router']:.2f} "
-                    f"{med['replica']:.2f} {med['receiver']:.2f} {med['client']:.2f})")
-        print(row)
-    print("\nchains stored:")
-    for s in setups:
-        print(f"  {s.name:<13} {chains[s.name]}")
+        for st in stacks:
+            _stop(st)
+    _print_table(modes, chains)
     print(f"\nsynthetic model {args.per_batch_ms:g} ms per batch, {args.clients} closed-loop "
           f"clients, open loop at {open_rate:.0f} req/s, {args.seconds:g} s x {args.repeats} "
-          f"repeats (medians), stacks in rotating order")
-    print(f"collection (one engine scraping all {n_replicas} replicas + detection): {engine_cpu / max(engine_s, 1e-9) * 100:.1f}% of one core")
+          f"repeats (medians), modes in rotating order; cost = 1 - req/s / off's req/s, CPU "
+          f"cost = CPU per request / off (00)'s")
+    print(f"collection (one engine scraping both replicas + detection): "
+          f"{engine_cpu / max(engine_s, 1e-9) * 100:.1f}% of one core")
+
+
+def _print_table(modes: list[Mode], chains: str) -> None:
+    base = statistics.median(r[0] for r in modes[0].closed)
+    print(f"\n{'mode':<10} {'req/s':>6} {'cost':>7} {'P50':>6} {'P99':>6} | {'open P50':>8}"
+          f" {'P99':>6} {'CPU ms/req':>10} {'cost':>7} (router replica receiver client)")
+    ref = next((m for m in modes if m.name == "off (00)" and m.cpu), None)
+    ref_cpu = statistics.median(c["total"] for c in ref.cpu) if ref else float("nan")
+    for m in modes:
+        rps = statistics.median(r[0] for r in m.closed)
+        row = (f"{m.name:<10} {rps:6.0f} {(1 - rps / base) * 100:+6.1f}% "
+               f"{statistics.median(r[1] for r in m.closed):6.1f} "
+               f"{statistics.median(r[2] for r in m.closed):6.1f} |")
+        if m.open:
+            med = {k: statistics.median(c[k] for c in m.cpu) for k in m.cpu[0]}
+            row += (f" {statistics.median(r[0] for r in m.open):8.1f}"
+                    f" {statistics.median(r[1] for r in m.open):6.1f} {med['total']:10.2f}"
+                    f" {(med['total'] / ref_cpu - 1) * 100:+6.1f}% ({med['router']:.2f} "
+                    f"{med['replica']:.2f} {med['receiver']:.2f} {med['client']:.2f})")
+        print(row)
+    print(f"\nchains stored by the traced stack: {chains}")
 
 
 if __name__ == "__main__":

@@ -152,8 +152,10 @@ class SpanRecorder:
 
     def start_span(self, name: str, context: Any = None, kind: SpanKind = SpanKind.INTERNAL,
                    attributes: Mapping[str, Any] | None = None, start_time: int | None = None,
-                   *, parent: tuple[int, int] | None = None, sampled: bool = True) -> LiteSpan:
-        """Start a span, child of ``parent`` (trace id, span id) or the root of a new trace.
+                   *, parent: tuple[int, int] | None = None, sampled: bool = True,
+                   trace_id: int | None = None) -> LiteSpan:
+        """Start a span, child of ``parent`` (trace id, span id) or the root of a new trace
+        (with ``trace_id`` when given: benchmarks pick ids to steer the router's choice).
 
         ``context`` is accepted for signature compatibility with ``Tracer.start_span`` and
         ignored: callers here pass ``parent`` explicitly.
@@ -162,7 +164,7 @@ class SpanRecorder:
         if parent is not None:
             trace_id, parent_id = parent
         else:
-            trace_id, parent_id = rng.getrandbits(128) or 1, 0
+            trace_id, parent_id = trace_id or rng.getrandbits(128) or 1, 0
             if self.sample_ratio < 1.0:
                 sampled = sampled and (trace_id & 0xFFFFFFFF) < self.sample_ratio * 2**32
         return LiteSpan(self, name, trace_id, rng.getrandbits(64) or 1, parent_id, kind,

@@ -17,9 +17,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from serving.router.tracing import goes_deep
 from warden.config import load_config
 from warden.lab import Lab
-from serving.router.tracing import goes_deep
 from warden.records import Stage
 from warden.store import Store
 
