@@ -59,15 +59,13 @@ from warden.store import Store  # noqa: E402
 
 @dataclass
 class Setup:
+    """One stack: a replica behind its router, and (traced) its own trace receiver."""
+
     name: str
     traced: bool
     deep_ratio: float = 0.0
     model_spans: bool = True
     client_ratio: float = 1.0
-    sent: int = 0
-    closed: list[tuple[float, float, float]] = field(default_factory=list)
-    cpu: list[dict[str, float]] = field(default_factory=list)
-    open: list[tuple[float, float]] = field(default_factory=list)
     telemetry: Telemetry | None = None
     fleet: Fleet | None = None
     router: RouterProcess | None = None
