@@ -25,7 +25,8 @@ async def _client_loop(client, model: str, deadline: float, lat: list[float], er
         if tracer is not None:
             span = tracer.start_span("warden.client", attributes={"warden.model": model})
             ctx = span.get_span_context()
-            headers["traceparent"] = f"00-{ctx.trace_id:032x}-{ctx.span_id:016x}-01"
+            flags = "01" if ctx.trace_flags.sampled else "00"
+            headers["traceparent"] = f"00-{ctx.trace_id:032x}-{ctx.span_id:016x}-{flags}"
         try:
             await client.infer(model, [inp], headers=headers)
             lat.append(time.perf_counter() - t0)

@@ -13,7 +13,7 @@ row by trace id. Out-of-order arrival needs nothing special: stages are computed
 Stages (seconds), per the contract in HELPERS_COMMON.md::
 
     client          warden.client duration
-    router          warden.router duration minus its child InferRequest
+    router          warden.router duration minus its child InferRequest (none without it)
     triton_http     InferRequest minus (QUEUE_START .. COMPUTE_END)
     queue           QUEUE_START .. COMPUTE_START
     compute_input   COMPUTE_START .. COMPUTE_INPUT_END
@@ -135,9 +135,10 @@ def build_chain(trace_id: str, spans: list[Span]) -> RequestChain:
     if infer is not None:
         inner = span_between(q.get("QUEUE_START"), c.get("COMPUTE_END"))
         stages[Stage.TRITON_HTTP.value] = max(0.0, infer.duration_s - (inner or 0.0))
-    if router is not None:
-        child = infer if infer is not None and infer.parent_span_id == router.span_id else None
-        stages[Stage.ROUTER.value] = max(0.0, router.duration_s - (child.duration_s if child else 0))
+    if router is not None and infer is not None and infer.parent_span_id == router.span_id:
+        # Without its InferRequest child (a request the router did not send deep, or Triton's
+        # spans lost) the router span holds the replica's time too: no router stage then.
+        stages[Stage.ROUTER.value] = max(0.0, router.duration_s - infer.duration_s)
     if model is not None:
         stages[Stage.MODEL_CODE.value] = model.duration_s
 

@@ -58,6 +58,8 @@ class FleetConfig(BaseModel):
     batching: BatchingConfig = Field(default_factory=BatchingConfig)
     synth_cost: dict[str, float] = Field(default_factory=dict)
     summary_latencies: bool = False
+    trace_rate: int = Field(0, ge=0, description="see ReplicaConfig.trace_rate")
+    model_spans: bool = Field(True, description="see ReplicaConfig.model_spans")
     onnx_threads: int = Field(1, ge=1)
     gpu: Literal["twin", "cpu"] = "twin"
     ready_timeout_s: float = Field(READY_TIMEOUT_S, gt=0)
@@ -326,6 +328,8 @@ class Fleet:
             batching=self.config.batching,
             synth_cost=self.config.synth_cost,
             summary_latencies=self.config.summary_latencies,
+            trace_rate=self.config.trace_rate,
+            model_spans=self.config.model_spans,
             onnx_threads=self.config.onnx_threads,
             access_token=self.config.access_token,
             gpu=self.config.gpu,

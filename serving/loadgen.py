@@ -213,8 +213,11 @@ class LoadGenerator:
                 attributes={"warden.model": model},
             )
             ctx = span.get_span_context()
-            trace_id = f"{ctx.trace_id:032x}"
-            headers["traceparent"] = f"00-{trace_id}-{ctx.span_id:016x}-01"
+            # an unsampled span (a sampling tracer) says so: the router then skips the trace
+            sampled = ctx.trace_flags.sampled
+            trace_id = f"{ctx.trace_id:032x}" if sampled else ""
+            headers["traceparent"] = (f"00-{ctx.trace_id:032x}-{ctx.span_id:016x}-"
+                                      f"{'01' if sampled else '00'}")
         self._in_flight += 1
         ok, error = True, ""
         try:

@@ -125,10 +125,11 @@ class _Executor:
                 span.set_status(_error_status(str(exc)))
             raise
         finally:
-            attrs = self.device.span_attributes()
-            for span in spans:
-                span.set_attributes(attrs)
-                span.end()
+            if spans:
+                attrs = self.device.span_attributes()
+                for span in spans:
+                    span.set_attributes(attrs)
+                    span.end()
         bounds = np.cumsum([0] + [len(a) for a in arrays])
         return [{output_name: out[a:b]} for a, b in zip(bounds[:-1], bounds[1:])]
 
@@ -139,10 +140,12 @@ class _Executor:
 
         spans = []
         for request in requests:
+            # Only under a traced request: an untraced one (no span from PyTriton, or one that
+            # does not record) would only give a non-recording span, at a cost per request.
             parent = getattr(request, "span", None)
-            ctx = None
-            if parent is not None:
-                ctx = set_span_in_context(NonRecordingSpan(parent.get_span_context()))
+            if parent is None or not parent.get_span_context().trace_flags.sampled:
+                continue
+            ctx = set_span_in_context(NonRecordingSpan(parent.get_span_context()))
             span = self.tracer.start_span("warden.model", context=ctx)
             span.set_attributes({
                 "warden.model": self.base_model,

@@ -61,7 +61,14 @@ class ReplicaConfig(BaseModel):
     models: list[str] = Field(default_factory=lambda: ["synth", "mlp"])
     model_dir: Path
     otlp_url: str | None = None
-    trace_rate: int = Field(1, ge=1)
+    trace_rate: int = Field(0, ge=0, description=(
+        "Triton traces every request that carries a traceparent; with rate N > 0 it also "
+        "starts its own trace for every Nth request without one. 0 (the default): only the "
+        "requests the caller (the router) chose to trace deep, so every Triton trace is part "
+        "of a full chain and untraced requests cost nothing"))
+    model_spans: bool = Field(True, description=(
+        "PyTriton's stub and proxy spans and the warden.model span (with the GPU readings); "
+        "off leaves Triton's own spans only"))
     batching: BatchingConfig = Field(default_factory=BatchingConfig)
     synth_cost: dict[str, float] = Field(default_factory=dict)
     summary_latencies: bool = False
@@ -78,16 +85,54 @@ def _die_with_parent() -> None:
         pass
 
 
+# PyTriton's backend stub builds its own TracerProvider (default sampler: a span without a
+# parent is a sampled root). For a request Triton did not trace, the stub's span has no parent,
+# so it would start and export a root trace per request, orphaned from any chain. Parent-based
+# "always off" makes the stub, and the proxy and model spans under it, follow Triton's choice.
+# The stub is tritonserver's child, tritonserver this process's: they inherit the environment.
+SAMPLER_ENV = {"OTEL_TRACES_SAMPLER": "parentbased_always_off"}
+
+
+def _proxy_spans_for_traced_requests_only() -> None:
+    """Make PyTriton's proxy start its ``proxy_inference_callable`` span only under a sampled
+    parent.
+
+    Why: for every request, traced or not, PyTriton's proxy starts a span from the context the
+    stub sent (extract, sampler, start, end: a non-recording span when the parent is not
+    sampled). With most requests untraced (the router's deep ratio) that bookkeeping was most
+    of what tracing still cost the replica (measured: +0.2 to 0.4 ms CPU per request). ``None``
+    is what PyTriton itself uses for "no span"; the model code then starts no span either.
+    """
+    import pytriton.proxy.data as data
+
+    original = data.start_span_from_remote
+    if getattr(original, "_warden_sampled_only", False):
+        return
+
+    def start_span_from_remote(span_dict: Any, name: str) -> Any:
+        parent = (span_dict or {}).get("traceparent", "") if isinstance(span_dict, dict) else ""
+        try:
+            sampled = bool(int(parent[-2:], 16) & 1) if len(parent) >= 55 else False
+        except ValueError:
+            sampled = False
+        return original(span_dict, name) if sampled else None
+
+    start_span_from_remote._warden_sampled_only = True  # type: ignore[attr-defined]
+    data.start_span_from_remote = start_span_from_remote
+
+
 def _make_tracer(config: ReplicaConfig) -> Any | None:
-    if not config.otlp_url:
+    if not config.otlp_url or not config.model_spans:
         return None
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
     from opentelemetry.sdk.resources import Resource
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import BatchSpanProcessor
+    from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ParentBased
 
     provider = TracerProvider(
-        resource=Resource.create({"service.name": f"warden-replica-{config.name}"})
+        resource=Resource.create({"service.name": f"warden-replica-{config.name}"}),
+        sampler=ParentBased(root=ALWAYS_OFF),  # spans only under a traced request
     )
     provider.add_span_processor(BatchSpanProcessor(
         OTLPSpanExporter(endpoint=config.otlp_url, timeout=2), schedule_delay_millis=200,
@@ -215,9 +260,19 @@ def serve(config: ReplicaConfig, device: Device | None = None) -> None:
 
         twin = GpuTwin(f"sim-{config.name}", replica=config.name)
         device = TwinDevice(twin)
+    if config.otlp_url:
+        for key, value in SAMPLER_ENV.items():
+            os.environ.setdefault(key, value)
     tracer = _make_tracer(config)
     if tracer is not None:
         set_telemetry_tracer(tracer)
+        _proxy_spans_for_traced_requests_only()
+    elif config.otlp_url:
+        # Triton traces, the model code does not: PyTriton would otherwise build its own
+        # proxy tracer from the trace config; a no-op one keeps the proxy side silent.
+        from opentelemetry.trace import NoOpTracer
+
+        set_telemetry_tracer(NoOpTracer())
     specs = build_model_specs(
         config.models,
         replica=config.name,
@@ -244,6 +299,8 @@ def serve(config: ReplicaConfig, device: Device | None = None) -> None:
             outputs=[Tensor(name=n, dtype=d, shape=s) for n, d, s in spec.outputs],
             config=_model_config(b, ModelConfig, DynamicBatcher),
             strict=False,
+            # an empty list (not None, which means "Triton's") keeps the stub from tracing
+            **({} if config.model_spans else {"trace_config": []}),
         )
 
     def on_sigterm(signum: int, frame: Any) -> None:

@@ -1,4 +1,6 @@
-"""The lab with telemetry on: every request's chain, client to GPU, lands in the store.
+"""The lab with telemetry on: every request's chain lands in the store, and the requests the
+router sends deep (``trace_deep_ratio``, here a half so both kinds are plenty) are whole, client
+to GPU; the others stop at the router (Triton is not asked to trace them).
 
 Stated tolerance for "stages add up": the server-side stages (router, Triton HTTP, queue,
 compute input/infer/output) never exceed the client's latency by more than 0.5 ms, and what is
@@ -15,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from serving.router.tracing import goes_deep
 from warden.config import load_config
 from warden.lab import Lab
 from warden.records import Stage
@@ -28,7 +31,8 @@ SERVER_STAGES = ["router", "triton_http", "queue", "compute_input", "compute_inf
 
 def test_chains_are_complete_and_add_up_and_collectors_fill_the_store(tmp_path: Path) -> None:
     config = load_config(home=tmp_path, lab={
-        "replicas": 2, "router_port": 0, "traffic": {"kind": "constant", "rate": 30}},
+        "replicas": 2, "router_port": 0, "traffic": {"kind": "constant", "rate": 30},
+        "trace_deep_ratio": 0.5},
         fleet={"models": ["synth", "mlp"]})
     with Lab(config) as lab:
         time.sleep(8)
@@ -47,9 +51,15 @@ def test_chains_are_complete_and_add_up_and_collectors_fill_the_store(tmp_path: 
     assert summary is not None and summary.ok > 150 and summary.errors == 0
     chains = chains[chains.trace_id.isin(sent)]
     assert len(chains) >= 0.95 * len(sent)
+    assert chains.client.notna().all() and (chains.replica != "").all()
     stages = [s.value for s in Stage]
-    complete = chains.dropna(subset=stages)
-    assert len(complete) >= 0.95 * len(chains)
+    is_deep = chains.trace_id.map(lambda t: goes_deep(int(t, 16), 0.5))
+    deep, shallow = chains[is_deep], chains[~is_deep]
+    assert 0.3 * len(chains) < len(deep) < 0.7 * len(chains)
+    complete = deep.dropna(subset=stages)
+    assert len(complete) >= 0.95 * len(deep)
+    triton_stages = ["router", "triton_http", "queue", "compute_infer", "model_code"]
+    assert shallow[triton_stages].isna().all().all()  # no Triton trace without the context
     assert set(complete.model) == {"synth", "mlp"} and set(complete.replica) == {"r0", "r1"}
     assert complete.gpu.notna().all()
     assert all('"simulated":true' in g.replace(" ", "") for g in complete.gpu)

@@ -40,6 +40,11 @@ class LabConfig(_Strict):
                                                                       period_s=600))
     traffic_models: dict[str, float] = Field(default_factory=lambda: {"synth": 3.0, "mlp": 1.0})
     tracing: bool = True
+    #: Share of traced requests the router sends on with their trace context, so Triton,
+    #: PyTriton and the model code trace them too (full chains, with GPU readings); every
+    #: request still gets its client and router spans, hence a chain with its latency, model
+    #: and replica. See benchmarks/telemetry_overhead.py for what each costs.
+    trace_deep_ratio: float = Field(1 / 16, ge=0, le=1)
     dashboard: bool = True
     dashboard_port: int = Field(8501, ge=0, le=65535)
 

@@ -173,7 +173,8 @@ class Lab:
     def _start_router(self) -> None:
         router_cfg = RouterConfig(policy=self.config.lab.router_policy,
                                   lite_models=set(self.config.fleet.models),
-                                  ready_models=self.fleet.model_names())
+                                  ready_models=self.fleet.model_names(),
+                                  trace_deep_ratio=self.config.lab.trace_deep_ratio)
         self.router = RouterProcess(router_cfg, port=self.router_port or 0,
                                     otlp_endpoint=self.otlp_url)
         self.router_url = self.router.url
@@ -221,16 +222,10 @@ class Lab:
     def _start_traffic(self) -> None:
         tracer = None
         if self.otlp_url and self.config.lab.tracing:
-            from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-            from opentelemetry.sdk.resources import Resource
-            from opentelemetry.sdk.trace import TracerProvider
-            from opentelemetry.sdk.trace.export import BatchSpanProcessor
+            from serving.spans import SpanRecorder  # lean: a client span for every request
 
-            self._tracer_provider = TracerProvider(
-                resource=Resource.create({"service.name": "warden-loadgen"}))
-            self._tracer_provider.add_span_processor(BatchSpanProcessor(
-                OTLPSpanExporter(endpoint=self.otlp_url, timeout=2), schedule_delay_millis=200))
-            tracer = self._tracer_provider.get_tracer("warden.loadgen")
+            self._tracer_provider = SpanRecorder(self.otlp_url, "warden-loadgen")
+            tracer = self._tracer_provider
         self.loadgen = LoadGenerator(self.router_url, self.config.lab.traffic,
                                      self.config.lab.traffic_models, tracer=tracer)
         self.loadgen.start()

@@ -72,9 +72,11 @@ async def _serve(config: Any, host: str, port: int, otlp_endpoint: str | None) -
     from prometheus_client import CollectorRegistry
 
     from serving.router.server import Router
-    from serving.router.tracing import make_tracer_provider
+    from serving.router.tracing import SERVICE_NAME
+    from serving.spans import SpanRecorder
 
-    provider = make_tracer_provider(otlp_endpoint=otlp_endpoint) if otlp_endpoint else None
+    # the lean recorder, not the SDK: a span per request is on the router's hot path
+    provider = SpanRecorder(otlp_endpoint, SERVICE_NAME) if otlp_endpoint else None
     router = Router(config, CollectorRegistry(), tracer_provider=provider)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -152,6 +152,11 @@ class RouterConfig(BaseModel):
     ewma_default_rtt_s: float = Field(default=0.0, ge=0)
     #: Seed for the policies' and the variant split's random choices (None: OS entropy).
     seed: int | None = None
+    #: Share of traced requests (chosen by trace id, the same rule in every process) whose
+    #: trace context goes on to the replica, so Triton, PyTriton and the model code trace them
+    #: too (full chains). The rest carry no ``traceparent`` past the router: Triton traces every
+    #: request that has one, whatever its sampled flag. 1.0: every traced request goes deep.
+    trace_deep_ratio: float = Field(default=1.0, ge=0, le=1)
 
     @field_validator("policy")
     @classmethod

@@ -34,7 +34,7 @@ from serving.router.metrics import RouterMetrics
 from serving.router.policies import Policy, make_policy
 from serving.router.proxy import Proxy
 from serving.router.replicas import Clock, ReplicaPool, ReplicaState
-from serving.router.tracing import RouterTracer
+from serving.router.tracing import LiteRouterTracer, RouterTracer, make_router_tracer
 from serving.router.variants import VariantSplitter
 
 __all__ = ["Router"]
@@ -58,7 +58,9 @@ class Router:
         self.splitter = VariantSplitter(config.lite_models, config.variant_split, self._rng)
         self.metrics = RouterMetrics(registry, lambda: self.pool,
                                      lambda r: r.ewma_peek(self.clock(), config.ewma_decay_s))
-        self.tracer = RouterTracer(tracer_provider) if tracer_provider is not None else None
+        self.tracer: RouterTracer | LiteRouterTracer | None = (
+            make_router_tracer(tracer_provider, config.trace_deep_ratio)
+            if tracer_provider is not None else None)
         self.client_timeout = aiohttp.ClientTimeout(total=config.timeout_s,
                                                     sock_connect=config.connect_timeout_s)
         self.session: aiohttp.ClientSession = None  # type: ignore[assignment]  # set in start()

@@ -5,22 +5,39 @@ the spec says (bad versions, all-zero ids) and carries ``tracestate`` along. Why
 ``TracerProvider``: the caller decides the exporter (OTLP to the trace receiver, in-memory in
 tests), and ``None`` turns tracing off at zero cost: the incoming ``traceparent`` then passes
 through untouched.
+
+Why a deep ratio: Triton traces every request that arrives with a valid ``traceparent``, whatever
+its sampled flag (``force_sample`` in its tracer), and a fully traced request costs Triton,
+PyTriton's stub and proxy and the model code a span each, plus their exports and the receiver's
+decoding: on a CPU-bound replica that was most of the telemetry overhead. So the router span is
+recorded for every traced request (detection needs every request's latency per replica), but
+the context goes on to the replica only for the share ``deep_ratio`` of traces, chosen by trace
+id with the rule of ``collectors.chains.keep_by_trace_id``, so the choice is the same wherever
+it is made. An incoming ``traceparent`` whose sampled flag is off is honoured: no router span
+(parent-based sampling) and nothing forwarded.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, MutableMapping
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from opentelemetry import trace
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode, Tracer, TracerProvider
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
+from serving.spans import LiteSpan, SpanRecorder
+
 __all__ = [
     "SERVICE_NAME",
     "SPAN_NAME",
     "RouterTracer",
+    "LiteRouterTracer",
+    "goes_deep",
+    "make_router_tracer",
     "make_tracer_provider",
+    "parse_traceparent",
 ]
 
 SPAN_NAME = "warden.router"
@@ -32,11 +49,27 @@ if TYPE_CHECKING:
 _PROPAGATOR = TraceContextTextMapPropagator()
 
 
-class RouterTracer:
-    """Starts the router span and writes the outgoing ``traceparent``."""
+def goes_deep(trace_id: int, ratio: float) -> bool:
+    """Whether a trace is traced past the router: its low 32 bits against ``ratio``.
 
-    def __init__(self, provider: TracerProvider) -> None:
+    The same rule as ``collectors.chains.keep_by_trace_id`` (on the hex id), not imported so
+    the router does not depend on the collectors.
+    """
+    if ratio >= 1.0:
+        return True
+    if ratio <= 0.0:
+        return False
+    return (trace_id & 0xFFFFFFFF) < ratio * 2**32
+
+
+class RouterTracer:
+    """Starts the router span and writes (or withholds) the outgoing ``traceparent``."""
+
+    def __init__(self, provider: TracerProvider, deep_ratio: float = 1.0) -> None:
+        if not 0.0 <= deep_ratio <= 1.0:
+            raise ValueError(f"deep_ratio must be in [0, 1], got {deep_ratio}")
         self._tracer: Tracer = provider.get_tracer("warden.router")
+        self.deep_ratio = deep_ratio
 
     def start(self, incoming: Mapping[str, str], model: str) -> Span:
         """Start ``warden.router`` as a child of the incoming context, or as a new trace's root."""
@@ -45,12 +78,18 @@ class RouterTracer:
         span.set_attribute("warden.model", model)
         return span
 
-    @staticmethod
-    def inject(span: Span, headers: MutableMapping[str, str]) -> None:
-        """Set ``traceparent`` (and ``tracestate``) so the replica's span is the router span's child."""
+    def inject(self, span: Span, headers: MutableMapping[str, str]) -> bool:
+        """Set ``traceparent`` (and ``tracestate``) so the replica's span is the router span's
+        child, when the trace is sampled and goes deep; otherwise strip them, so the replica
+        does not trace it. Returns whether the context was forwarded."""
         headers.pop("traceparent", None)
         headers.pop("tracestate", None)
+        ctx = span.get_span_context()
+        if not (ctx.is_valid and ctx.trace_flags.sampled and goes_deep(ctx.trace_id,
+                                                                       self.deep_ratio)):
+            return False
         _PROPAGATOR.inject(headers, context=trace.set_span_in_context(span))
+        return True
 
     @staticmethod
     def finish(span: Span, *, status: int, replica: str | None, variant: str, retries: int,
@@ -88,3 +127,71 @@ def make_tracer_provider(exporter: object | None = None, *, otlp_endpoint: str |
         processor = BatchSpanProcessor(exporter) if batch else SimpleSpanProcessor(exporter)  # type: ignore[arg-type]
         provider.add_span_processor(processor)
     return provider
+
+
+_TRACEPARENT = re.compile(r"^([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(-.*)?$")
+
+
+def parse_traceparent(value: str | None) -> tuple[int, int, bool] | None:
+    """``(trace_id, span_id, sampled)`` from a W3C ``traceparent``, or ``None`` when invalid.
+
+    The checks of the spec (and of OpenTelemetry's propagator): lower-case hex, version ``ff``
+    invalid, version ``00`` with nothing after the flags, all-zero ids invalid.
+    """
+    if not value:
+        return None
+    m = _TRACEPARENT.match(value.strip())
+    if m is None:
+        return None
+    version, trace_hex, span_hex, flags, rest = m.groups()
+    if version == "ff" or (version == "00" and rest):
+        return None
+    trace_id, span_id = int(trace_hex, 16), int(span_hex, 16)
+    if not trace_id or not span_id:
+        return None
+    return trace_id, span_id, bool(int(flags, 16) & 1)
+
+
+class LiteRouterTracer:
+    """:class:`RouterTracer`'s contract on a :class:`~serving.spans.SpanRecorder`: the same
+    span (``warden.router``, SERVER, same attributes), the same parent-based sampling and deep
+    ratio, at a fraction of the CPU (see ``serving.spans``)."""
+
+    def __init__(self, recorder: SpanRecorder, deep_ratio: float = 1.0) -> None:
+        if not 0.0 <= deep_ratio <= 1.0:
+            raise ValueError(f"deep_ratio must be in [0, 1], got {deep_ratio}")
+        self.recorder = recorder
+        self.deep_ratio = deep_ratio
+
+    def start(self, incoming: Mapping[str, str], model: str) -> LiteSpan:
+        parent = parse_traceparent(incoming.get("traceparent"))
+        span = self.recorder.start_span(
+            SPAN_NAME, kind=SpanKind.SERVER, attributes={"warden.model": model},
+            parent=(parent[0], parent[1]) if parent else None,
+            sampled=parent[2] if parent else True)
+        if parent:
+            span.tracestate = incoming.get("tracestate", "")
+        return span
+
+    def inject(self, span: LiteSpan, headers: MutableMapping[str, str]) -> bool:
+        headers.pop("traceparent", None)
+        headers.pop("tracestate", None)
+        if not (span.sampled and goes_deep(span.trace_id, self.deep_ratio)):
+            return False
+        headers["traceparent"] = f"00-{span.trace_id:032x}-{span.span_id:016x}-01"
+        if span.tracestate:
+            headers["tracestate"] = span.tracestate
+        return True
+
+    @staticmethod
+    def finish(span: Any, *, status: int, replica: str | None, variant: str, retries: int,
+               error: str | None) -> None:
+        RouterTracer.finish(span, status=status, replica=replica, variant=variant,
+                            retries=retries, error=error)
+
+
+def make_router_tracer(provider: Any, deep_ratio: float = 1.0) -> RouterTracer | LiteRouterTracer:
+    """The lean tracer for a :class:`~serving.spans.SpanRecorder`, the SDK one otherwise."""
+    if isinstance(provider, SpanRecorder):
+        return LiteRouterTracer(provider, deep_ratio)
+    return RouterTracer(provider, deep_ratio)

@@ -169,3 +169,15 @@ def test_bounded_memory_evicts_oldest() -> None:
     assert j.evicted == 2 and len(out) == 2 and len(j) == 2
     with pytest.raises(ValueError):
         ChainJoiner(sample_rate=2.0)
+
+
+def test_router_stage_needs_its_triton_child() -> None:
+    """A request the router did not send deep has no Triton spans: its router span holds the
+    replica's time too, so the chain gets its latency and labels but no router stage."""
+    spans = [
+        _span("e" * 32, "3" * 16, "", "warden.client", 12),
+        _span("e" * 32, "1" * 16, "3" * 16, "warden.router", 10),
+    ]
+    c = build_chain("e" * 32, spans)
+    assert "router" not in c.stages and c.stages["client"] == pytest.approx(0.012)
+    assert c.latency_s == pytest.approx(0.012)
