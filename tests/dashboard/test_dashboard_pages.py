@@ -182,13 +182,12 @@ def test_gpus_latest_readings_simulated_marked_and_throttling(seeded, page):
     assert len(g0) == len({g.ts // step for g in seeded.gpu if g.device == "gpu0"})
 
 
-def test_alerts_outbox_and_audit(seeded, page):
+def test_alerts_timeline_silences_and_outbox(seeded, page):
     at = page("alerts.py", seeded.db)
     _clean(at)
     m = metrics(at)
     assert (m["Alerts"], m["Firing"], m["Resolved"]) == ("2", "1", "1")
     assert (m["Outbox pending"], m["Outbox delivered"], m["Outbox dead"]) == ("0", "1", "1")
-    assert (m["Actions"], m["Verified"], m["Rolled back"], m["Failed"]) == ("3", "1", "1", "0")
     alerts = frame(at, "alertname", "status", "starts").set_index("alertname")
     assert alerts.loc["ReplicaDown", "status"] == "resolved"
     assert alerts.loc["LatencyP99High", "status"] == "firing"
@@ -198,13 +197,55 @@ def test_alerts_outbox_and_audit(seeded, page):
     box = frame(at, "state", "attempts", "last_status")
     assert sorted(zip(box["group_key"], box["state"])) == [("LatencyP99High", "delivered"),
                                                            ("ReplicaDown", "dead")]
-    audit = frame(at, "runbook", "step", "evidence")
-    newest_first = sorted(seeded.audit, key=lambda r: -r[0])
-    assert list(audit["status"]) == [r[6] for r in newest_first]
-    assert list(audit["evidence"]) == [json.dumps(json.loads(r[7]), sort_keys=True)
-                                       for r in newest_first]
-    assert at.json[0].value == newest_first[0][7].replace(" ", "").replace(":", ": ") or \
-        json.loads(at.json[0].value) == json.loads(newest_first[0][7])
+
+
+def test_alerts_audit_matches_remediations_own_audit_table(seeded, page):
+    """The store's audit was written by remediation.audit.AuditLog; the page shows its rows."""
+    at = page("alerts.py", seeded.db)
+    _clean(at)
+    rows = seeded.audit  # as remediation's reader returns them, oldest first
+    m = metrics(at)
+    keys = {r.idempotency_key for r in rows if r.phase != "verify"}
+    after = {r.idempotency_key: r.status for r in rows if r.phase == "after"}
+    assert m["Actions"] == str(len(keys)) == "6"
+    assert m["Applied"] == str(sum(s == "applied" for s in after.values())) == "2"
+    assert m["Rolled back"] == "1" and m["Failed"] == "1"
+    assert m["Refused"] == str(sum(r.phase == "refused" for r in rows)) == "1"
+    assert m["Verified"] == str(sum(r.phase == "verify" and r.status == "verified"
+                                    for r in rows)) == "1"
+    assert any("no outcome recorded" in w for w in texts(at, "warning"))  # e5: before only
+
+    # every audit row, newest first, with its phase, status, execution and evidence
+    table = frame(at, "phase", "status", "execution", "evidence")
+    newest = sorted(rows, key=lambda r: (-r.ts, -r.id))
+    assert len(table) == len(rows)
+    assert list(table["phase"]) == [r.phase for r in newest]
+    assert list(table["status"]) == [r.status for r in newest]
+    assert list(table["execution"]) == [r.execution for r in newest]
+    assert list(table["result"]) == [r.result for r in newest]
+    assert [json.loads(e) for e in table["evidence"]] == [r.evidence for r in newest]
+    assert list(table["change"].iloc[-2:]) == ["scale synth to 3"] * 2  # e1 before/after
+
+    # one row per action: its outcome from the after row, refused, or still applying
+    acts = frame(at, "outcome", "verified", "change").set_index("execution")
+    assert acts.loc["e1", "outcome"] == "applied" and acts.loc["e1", "verified"] == "verified"
+    assert acts.loc["e3", "outcome"] == "refused"
+    assert acts.loc["e3", "result"] == next(r.result for r in rows if r.phase == "refused")
+    assert acts.loc["e4", "outcome"] == "failed"
+    assert acts.loc["e5", "outcome"] == "applying"
+    e2 = acts.loc[["e2"]].set_index("step")
+    assert e2.loc["variant_split", "outcome"] == "applied"
+    assert e2.loc["variant_split", "verified"] == "failed"
+    assert e2.loc["rollback", "outcome"] == "rolled_back"
+    assert e2.loc["variant_split", "change"] == "mlp lite 30%"
+
+    # the evidence panel shows the newest row's evidence and outcome
+    assert json.loads(at.json[0].value) == newest[0].evidence
+    pick = next(i for i, r in enumerate(newest) if r.phase == "before" and r.execution == "e1")
+    at.selectbox(key="alerts_action").select(pick).run()
+    _clean(at)
+    assert json.loads(at.json[0].value) == rows[0].evidence  # p99 and the fleet state
+    assert json.loads(at.json[1].value)["change"]["args"] == {"replicas": 3}
 
 
 def test_chaos_journals_table_and_timeline(seeded, page):
