@@ -21,10 +21,10 @@ def _alerts(ctx: PageContext) -> None:
     c[0].metric("Alerts", len(df))
     c[1].metric("Firing", int((df["status"] == "firing").sum()))
     c[2].metric("Resolved", int((df["status"] == "resolved").sum()))
-    st.plotly_chart(charts.timeline_figure(df, "starts_at", "ends_at", "alertname", "status",
-                                           "Alerts (firing ones run to the newest data)",
-                                           hover=("alertname", "labels", "summary")),
-                    key="alerts_timeline")
+    st.vega_lite_chart(*charts.timeline_spec(df, "starts_at", "ends_at", "alertname", "status",
+                                             "Alerts (firing ones run to the newest data)",
+                                             hover=("alertname", "labels", "summary")),
+                       key="alerts_timeline")
     st.dataframe(df.assign(starts=to_datetime(df["starts_at"]), ends=to_datetime(df["ends_at"]))
                  [["alertname", "severity", "status", "starts", "ends", "summary", "labels"]],
                  hide_index=True, key="alerts_table")

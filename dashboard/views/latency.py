@@ -55,9 +55,9 @@ def body(ctx: PageContext) -> None:
     win = queries.latency_windows(lat, window_s)
     anomalies = ctx.store.anomalies(ctx.start, ctx.end)
     band, caption = _band(ctx, win, model)
-    st.plotly_chart(charts.band_figure(win, band, anomalies,
-                                       f"{model}: latency quantiles per {window_s:g} s window"),
-                    key="latency_quantiles")
+    data, spec = charts.band_spec(win, band, anomalies,
+                                  f"{model}: latency quantiles per {window_s:g} s window")
+    st.vega_lite_chart(data, spec, key="latency_quantiles")
     st.caption(caption + (" " + queries.sample_note(lat) if queries.sample_note(lat) else ""))
     st.subheader("Jitter")
     jit = queries.latency_windows(lat, window_s, by=("replica",))

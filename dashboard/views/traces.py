@@ -39,8 +39,8 @@ def _waterfall(ctx: PageContext, row: pd.Series) -> None:
             "span": [f"{n} ({s})" for n, s in zip(spans["name"], spans["service"], strict=True)],
             "start_s": (spans["start_ns"] - t0) / 1e9,
             "duration_s": (spans["end_ns"] - spans["start_ns"]) / 1e9})
-        st.plotly_chart(charts.waterfall_figure(bars, "Spans as received", label="span"),
-                        key="traces_waterfall")
+        st.vega_lite_chart(*charts.waterfall_spec(bars, "Spans as received", label="span"),
+                           key="traces_waterfall")
         st.caption("Offsets from the raw spans kept for this trace.")
     else:
         stages = {s: float(row[s]) for s in STAGES if pd.notna(row.get(s))}
@@ -48,8 +48,8 @@ def _waterfall(ctx: PageContext, row: pd.Series) -> None:
         if bars.empty:
             st.info("This chain has no stage durations recorded.")
             return
-        st.plotly_chart(charts.waterfall_figure(bars, "Stages, client to GPU"),
-                        key="traces_waterfall")
+        st.vega_lite_chart(*charts.waterfall_spec(bars, "Stages, client to GPU"),
+                           key="traces_waterfall")
         st.caption("Durations as measured; start offsets estimated from the nesting of stages "
                    "(raw spans were not kept for this trace).")
     durations = pd.DataFrame({"stage": [s for s in STAGES if pd.notna(row.get(s))],

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from dashboard_helpers import figure, frame, metrics, texts, vega
+from dashboard_helpers import frame, metrics, texts, vega
 from dashboard_seed import DURATION_S, REPLICAS, T0, baselines_table, seed
 
 from dashboard.queries import bucket_seconds
@@ -103,11 +103,20 @@ def test_latency_quantiles_band_and_anomalies(seeded, page):
     an = frame(at, "detector", "series", "score")
     assert sorted(an["detector"]) == ["p99_drift", "variance"]
     assert sorted(an["score"]) == pytest.approx(sorted(a.score for a in seeded.anomalies))
-    traces = figure(at)
-    names = [t.get("name") for t in traces]
-    assert {"P50", "P95", "P99", "baseline band", "anomaly"} <= set(names)
-    marks = next(t for t in traces if t.get("name") == "anomaly")
-    assert len(marks["x"]) == len(seeded.anomalies)
+    spec, data = vega(at, 0)
+    assert set(data["series"]) == {"P50", "P95", "P99", "baseline", "anomaly"}
+    marks = data[data["layer"] == "anomaly"]
+    assert sorted(marks["t"]) == pytest.approx(sorted(a.ts * 1000 for a in seeded.anomalies))
+    # P99 per window (30 s over the default hour) is the store's chains' P99, in ms
+    step = bucket_seconds(seeded.end + 1e-3 - 3600, seeded.end + 1e-3, 120, 10.0)
+    p99 = data[data["series"] == "P99"].set_index("t")["v"]
+    by_win: dict[float, list[float]] = {}
+    for c in seeded.chains:
+        if c.model == "mlp":
+            by_win.setdefault(c.ts // step * step * 1000, []).append(c.latency_s)
+    assert sorted(p99.index) == pytest.approx(sorted(by_win))
+    for t, v in list(by_win.items())[::5]:
+        assert p99[t] == pytest.approx(np.quantile(v, 0.99) * 1000)
     assert any("computed here from history" in c for c in texts(at, "caption"))
     # a replica filter narrows the numbers to that replica's chains
     at.selectbox(key="latency_replica").select("r0").run()
@@ -123,8 +132,10 @@ def test_latency_uses_stored_baselines_when_present(tmp_path, page):
     at = page("latency.py", s.db)
     _clean(at)
     assert any("stored baseline of `request_latency_seconds`" in c for c in texts(at, "caption"))
-    band = next(t for t in figure(at) if t.get("name") == "baseline band")
-    assert band["y"] == pytest.approx([10.0] * len(rows))  # lower bound, in ms
+    spec, data = vega(at, 0)
+    band = data[data["layer"] == "band"]
+    assert list(band["lo"]) == pytest.approx([10.0] * len(rows))  # lower bound, in ms
+    assert list(band["hi"]) == pytest.approx([40.0] * len(rows))
 
 
 def test_traces_slowest_chain_waterfall_and_gpu(seeded, page):
@@ -138,7 +149,9 @@ def test_traces_slowest_chain_waterfall_and_gpu(seeded, page):
     assert table["trace_id"].iloc[0] == top.trace_id == seeded.span_trace
     assert metrics(at)["Latency (ms)"] == f"{top.latency_s * 1000:.2f}"
     assert any("raw spans kept" in c for c in texts(at, "caption"))
-    assert figure(at)[0]["y"][0].startswith("warden.client")
+    _, bars = vega(at, 0)
+    assert bars["label"].iloc[0].startswith("warden.client")
+    assert bars["ms"].iloc[0] == pytest.approx(top.latency_s * 1000, rel=1e-6)
     # a chain without raw spans: stage waterfall from durations, and its GPU reading
     other = next(c for c in ranked[1:20] if c.gpu is not None)
     at.selectbox(key="traces_pick").select(other.trace_id).run()

@@ -209,3 +209,28 @@ def test_cli_registers_and_builds_headless_loopback_command(tmp_path):
                  "--browser.gatherUsageStats false"):
         assert flag in joined
     assert cmd[-2:] == ["--db", str(tmp_path / "w.db")]
+
+
+def test_line_spec_bounds_points_per_series():
+    n = charts.MAX_POINTS_PER_SERIES * 3 + 7
+    df = pd.DataFrame({"ts": list(range(n)) * 2, "v": [1.0] * (2 * n),
+                       "r": ["a"] * n + ["b"] * n})
+    data, spec = charts.line_spec(df, "v", "r", "t")
+    per = data.groupby("series").size()
+    assert set(per.index) == {"a", "b"} and per.max() <= charts.MAX_POINTS_PER_SERIES
+    assert per.min() > charts.MAX_POINTS_PER_SERIES // 2  # thinned evenly, not truncated
+    assert data["t"].max() > (n - 10) * 1000  # still reaches the end of the range
+
+
+def test_band_spec_layers_and_empty_inputs():
+    empty = pd.DataFrame(columns=["window_start", "p50", "p95", "p99"])
+    data, spec = charts.band_spec(empty, None, pd.DataFrame(), "t")
+    assert data.empty and len(spec["layer"]) == 4  # an empty chart, not an error
+    win = pd.DataFrame({"window_start": [0.0, 30.0], "p50": [0.01, 0.02], "p95": [0.02, 0.03],
+                        "p99": [0.03, 0.05]})
+    an = pd.DataFrame({"ts": [31.0], "detector": ["d"], "series": ["s"], "score": [0.5]})
+    data, _ = charts.band_spec(win, None, an, "t")
+    assert data[data["series"] == "P99"]["v"].tolist() == pytest.approx([30.0, 50.0])
+    mark = data[data["layer"] == "anomaly"].iloc[0]
+    assert mark["t"] == 31_000 and mark["v"] == pytest.approx(52.5)  # above the top P99
+    assert "d on s" in mark["text"]
