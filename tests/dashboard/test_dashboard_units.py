@@ -234,3 +234,26 @@ def test_band_spec_layers_and_empty_inputs():
     mark = data[data["layer"] == "anomaly"].iloc[0]
     assert mark["t"] == 31_000 and mark["v"] == pytest.approx(52.5)  # above the top P99
     assert "d on s" in mark["text"]
+
+
+def test_chain_latencies_samples_every_replica_past_the_row_limit(store):
+    from warden.records import RequestChain
+
+    reps = [f"r{i}" for i in range(10)]
+    store.write_chains(RequestChain(f"{i:08x}{k:02x}", 100.0 + i, "m" if k % 2 else "n", "full",
+                                    r, 0.01 * (k + 1), {}, span_count=1)
+                       for i in range(1000) for k, r in enumerate(reps))
+    full = queries.chain_latencies(store, 100.0, 1100.0)
+    assert full.attrs == {"total": 10_000, "stride": 1} and len(full) == 10_000
+    df = queries.chain_latencies(store, 300.0, 900.0, max_rows=1000)
+    assert df.attrs["total"] == 6000 and df.attrs["stride"] == 6
+    assert 900 <= len(df) <= 1100
+    assert df["ts"].between(300.0, 900.0, inclusive="left").all()
+    assert set(df["replica"]) == set(reps)  # a stride of 6 over 10 interleaved replicas
+    assert df.groupby("replica").size().min() >= 60  # ... does not alias onto a few of them
+    assert list(df["ts"]) == sorted(df["ts"])
+    again = queries.chain_latencies(store, 300.0, 900.0, max_rows=1000)
+    assert again.equals(df)  # the same sample on every refresh
+    only = queries.chain_latencies(store, 300.0, 900.0, model="m", max_rows=1000)
+    assert set(only["model"]) == {"m"} and 900 <= len(only) <= 1100
+    assert "about 1 in 6 of 6,000" in queries.sample_note(df)
