@@ -5,6 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from dashboard import charts, downsample, queries
+from dashboard.cache import cached
 from dashboard.ui import PageContext, guarded, run_page, to_datetime
 
 CHARTS: tuple[tuple[str, str, str, float], ...] = (
@@ -21,7 +22,7 @@ CHARTS: tuple[tuple[str, str, str, float], ...] = (
 
 
 def _latest(ctx: PageContext) -> list[str]:
-    latest = queries.gpu_latest(ctx.store, ctx.start, ctx.end)
+    latest = cached(ctx.store, queries.gpu_latest, ctx.start, ctx.end)
     if latest.empty:
         st.info("No GPU readings in this window. Without a GPU, the lab's simulated twin "
                 "provides them (collected from each replica's control port).")
@@ -48,7 +49,7 @@ def _latest(ctx: PageContext) -> list[str]:
 
 def _history(ctx: PageContext, devices: list[str]) -> None:
     picked = st.multiselect("Devices", devices, default=devices, key="gpus_devices")
-    df = downsample.gpu(ctx.store, ctx.start, ctx.end, devices=picked or devices)
+    df = cached(ctx.store, downsample.gpu, ctx.start, ctx.end, devices=picked or devices)
     if df.empty:
         return
     df["label"] = [f"{d} (simulated)" if s else d for d, s in
@@ -67,7 +68,7 @@ def _history(ctx: PageContext, devices: list[str]) -> None:
 
 def _throttle(ctx: PageContext) -> None:
     st.subheader("Throttle reasons")
-    t = queries.throttle_summary(ctx.store, ctx.start, ctx.end)
+    t = cached(ctx.store, queries.throttle_summary, ctx.start, ctx.end)
     if t.empty:
         st.info("No throttling in this window.")
         return

@@ -257,3 +257,31 @@ def test_chain_latencies_samples_every_replica_past_the_row_limit(store):
     only = queries.chain_latencies(store, 300.0, 900.0, model="m", max_rows=1000)
     assert set(only["model"]) == {"m"} and 900 <= len(only) <= 1100
     assert "about 1 in 6 of 6,000" in queries.sample_note(df)
+
+
+def test_cached_reads_are_keyed_on_store_and_window(tmp_path):
+    from dashboard.cache import cached
+    from warden.records import RequestChain
+
+    def chain(i: int, model: str) -> RequestChain:
+        return RequestChain(f"{model}{i:08x}", float(i), model, "full", "r0", 0.01, {},
+                            span_count=1)
+
+    store = Store(tmp_path / "a.db")
+    store.write_chains([chain(1, "m1")])
+    assert cached(store, queries.chain_models, 0.0, 10.0) == ["m1"]
+    store.write_chains([chain(5, "m2")])
+    # same store, same window: the answer of a moment ago (the TTL bounds it)
+    assert cached(store, queries.chain_models, 0.0, 10.0) == ["m1"]
+    # new data moves the window's end, which is part of the key: read afresh
+    assert cached(store, queries.chain_models, 0.0, 10.5) == ["m1", "m2"]
+    other = Store(tmp_path / "b.db")  # another store at the same window: its own entry
+    assert cached(other, queries.chain_models, 0.0, 10.0) == []
+    df = cached(store, queries.chain_latencies, 0.0, 10.5, model="m2")
+    df["latency_s"] = 9.0  # callers get a copy
+    assert cached(store, queries.chain_latencies, 0.0, 10.5, model="m2")["latency_s"].tolist() \
+        == [0.01]
+    assert cached(store, Store.slowest_chains, None, 0.0, 10.5, limit=1)["model"].iloc[0] in \
+        {"m1", "m2"}
+    store.close()
+    other.close()
