@@ -54,14 +54,11 @@ def _history(ctx: PageContext, devices: list[str]) -> None:
         return
     df["label"] = [f"{d} (simulated)" if s else d for d, s in
                    zip(df["device"], df["simulated"], strict=True)]
-    cols = st.columns(2)
-    for i, (field, title, unit, scale) in enumerate(CHARTS):
-        if df[field].isna().all():
-            cols[i % 2].caption(f"{title}: not reported (no CUDA caching allocator here).")
-            continue
-        plot = df.assign(**{field: df[field].astype(float) * scale})
-        data, spec = charts.line_spec(plot, field, "label", title, yaxis=unit)
-        cols[i % 2].vega_lite_chart(data, spec, key=f"gpus_{field}", height=300)
+    missing = [title for field, title, _, _ in CHARTS if df[field].isna().all()]
+    if missing:
+        st.caption(f"Not reported: {', '.join(missing)} (no CUDA caching allocator here).")
+    data, spec = charts.panels_spec(df, CHARTS, "label")
+    st.vega_lite_chart(data, spec, key="gpus_history")
     if note := downsample.method_note(df):
         st.caption(note)
 

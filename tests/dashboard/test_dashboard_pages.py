@@ -181,9 +181,15 @@ def test_gpus_latest_readings_simulated_marked_and_throttling(seeded, page):
     want = sum(1 for g in seeded.gpu if g.throttle_reasons)
     assert thr.to_dict("records")[0]["readings"] == want
     assert list(thr["reason"]) == ["sw_thermal_slowdown"]
-    assert len(at.get("vega_lite_chart")) == 8
-    spec, data = vega(at, 0)
-    assert spec["title"] == "Temperature"
+    assert len(at.get("vega_lite_chart")) == 1  # eight panels in one faceted chart
+    spec, panels = vega(at, 0)
+    assert list(dict.fromkeys(panels["panel"])) == [
+        "Temperature (°C)", "SM clock (MHz)", "Power (W)", "Utilisation (fraction)",
+        "Memory used (GiB)", "Allocator: reserved (GiB)", "Allocator: allocated (GiB)",
+        "Share of readings throttled (fraction)"]
+    mem = panels[panels["panel"] == "Memory used (GiB)"]
+    assert set(mem["v"]) == {4.0}  # 4 GiB in bytes, shown in GiB
+    data = panels[panels["panel"] == "Temperature (°C)"]
     assert set(data["series"]) == {"gpu0 (simulated)", "gpu1", "gpu2 (simulated)"}
     # the default range (1 h) over 1 s readings: exact means per aligned bucket
     step = bucket_seconds(0, 3600, 300)
