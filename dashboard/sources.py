@@ -144,30 +144,25 @@ def audit_actions(rows: pd.DataFrame) -> pd.DataFrame:
             "result", "idempotency_key"]
     if rows.empty:
         return pd.DataFrame(columns=cols)
-    verify = {str(e): str(s) for e, s, ph in zip(rows["execution"], rows["status"],
-                                                 rows["phase"], strict=True) if ph == "verify"}
-    out = []
-    acts = rows[rows["phase"] != "verify"]
-    for key, g in acts.groupby("idempotency_key", sort=False):
-        by_phase = {str(ph): r for ph, r in zip(g["phase"], g.itertuples(index=False),
-                                                strict=True)}
-        first = g.sort_values("ts").iloc[0]
-        if "after" in by_phase:
-            outcome, res = str(by_phase["after"].status), by_phase["after"].result
-        elif "refused" in by_phase:
-            outcome, res = "refused", by_phase["refused"].result
-        elif "before" in by_phase:
-            outcome, res = "applying", "no outcome recorded yet"
-        else:
-            r = g.iloc[0]
-            outcome, res = str(r["status"]), r["result"]
-        out.append({"ts": float(first["ts"]), "execution": first["execution"],
-                    "runbook": first["runbook"], "step": first["step"],
-                    "target": first["target"], "change": first["change"],
-                    "outcome": outcome, "verified": verify.get(str(first["execution"]), ""),
-                    "result": res or "", "idempotency_key": key})
-    return pd.DataFrame(out, columns=cols).sort_values("ts", ascending=False,
-                                                       ignore_index=True)
+    verify = (rows[rows["phase"] == "verify"].drop_duplicates("execution")
+              .set_index("execution")["status"].astype(str))
+    acts = rows[rows["phase"] != "verify"].sort_values("ts", kind="stable")
+    # vectorised: a per-key Python loop cost 0.4 s for 144 actions
+    out = acts.groupby("idempotency_key", sort=False)[
+        ["ts", "execution", "runbook", "step", "target", "change"]].first()
+    last = acts.groupby("idempotency_key", sort=False)[["status", "result"]].last()
+    out["outcome"], out["result"] = last["status"].astype(str), last["result"]
+    for phase, outcome in (("before", "applying"), ("refused", "refused"), ("after", None)):
+        one = acts[acts["phase"] == phase].drop_duplicates("idempotency_key", keep="last")
+        one = one.set_index("idempotency_key")
+        out.loc[one.index, "outcome"] = one["status"].astype(str) if outcome is None \
+            else outcome
+        out.loc[one.index, "result"] = one["result"] if phase != "before" \
+            else "no outcome recorded yet"
+    out["verified"] = out["execution"].astype(str).map(verify).fillna("")
+    out["result"] = out["result"].fillna("")
+    out = out.reset_index()[cols]
+    return out.sort_values("ts", ascending=False, ignore_index=True)
 
 
 # -- alert outbox and alert timeline --------------------------------------------------------------
