@@ -256,7 +256,7 @@ def timeline_spec(df: pd.DataFrame, start: str, end: str, row: str, color: str, 
                          "t": _dt(s), "t2": _dt(np.maximum(e, s + 1.0))})
     for h in hover:
         data[f"h_{h}"] = df[h].astype(str).to_numpy()
-    spec = {"title": title, "height": max(120, 30 * data["row"].nunique() + 60),
+    spec = {"title": title, "height": {"step": 30},
             "mark": {"type": "bar", "opacity": 0.8},
             "encoding": {"y": {"field": "row", "type": "nominal", "title": None},
                          "x": {"field": "t", **_TIME}, "x2": {"field": "t2"},
@@ -271,7 +271,7 @@ def events_spec(ev: pd.DataFrame, title: str) -> tuple[pd.DataFrame, dict]:
     """Timeline events (``ts``, ``kind``, ``message``) as points, one row per kind."""
     data = pd.DataFrame({"t": _dt(ev["ts"]), "kind": ev["kind"].astype(str),
                          "message": ev["message"].astype(str)})
-    spec = {"title": title, "height": max(120, 30 * data["kind"].nunique() + 60),
+    spec = {"title": title, "height": {"step": 30},
             "mark": {"type": "point", "filled": True, "size": 140},
             "encoding": {"x": {"field": "t", **_TIME},
                          "y": {"field": "kind", "type": "nominal", "title": None},
