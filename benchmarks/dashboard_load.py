@@ -1,21 +1,31 @@
 """Dashboard page load time on a day of 1 s samples for 10 replicas.
 
-Seeds a store (once; reused while its shape matches) through the store's write API:
+Seeds a store (once; reused while its shape matches) through the real writers:
 ``replicas x hours x 3600`` samples for each of ``triton_up``,
 ``triton_request_success_per_second`` and ``triton_request_failure_per_second``; one GPU reading
-per device per second; one traced request chain per replica every 5 s; anomalies, an outbox, an
-audit and chaos journals. Then times each page's full script run under Streamlit's AppTest (the
-same code path the server runs per page view), median of ``--runs`` fresh sessions, for the
-default window (last hour) and the widest one (last 24 h). Target: under 2 s per page.
+per device per second; one traced request chain per replica every 5 s; anomalies, an outbox,
+remediation's audit (``remediation.audit.AuditLog``) and chaos journals. Then, per page and
+window (``?range=1h``, the default, and ``24h``, the widest):
 
-    python benchmarks/dashboard_load.py            # a day, 10 replicas (about a minute to seed)
-    python benchmarks/dashboard_load.py --quick    # two hours, for a smoke run
-    python benchmarks/dashboard_load.py --browser  # also: real server, headless Chromium
+* AppTest: the page's script run under Streamlit's AppTest (the code path the server runs per
+  page view). ``first`` is the first run in the process (the read cache cold), ``median`` the
+  median of ``--runs`` further fresh sessions (the reads cached, as on a server that has just
+  shown that window).
+* Chromium (``--browser``): a real ``streamlit run`` server, already started and warm (its start
+  is timed and printed apart), each page opened as a new document in headless Chromium
+  (Debian's ``chromium`` and ``chromium-driver``, driven by selenium; the JS bundle in the
+  browser cache, as for any returning user): seconds from navigation until the page's last
+  section and every chart are drawn and the script run has ended. ``first`` is the first view
+  of that page and window since the server started (reads uncached), ``median`` the median of
+  ``--runs`` further views. ``cpu`` is the CPU seconds the browser (all Chromium processes)
+  and the server spent per view (median): the cost of a view, which the wall time is on a
+  quiet machine, and the wall time exceeds when other work shares the cores.
 
-``--browser`` starts the dashboard with ``streamlit run`` and loads each page in headless
-Chromium (Debian's ``chromium`` and ``chromium-driver``, driven by selenium), timing from the
-navigation to the page's last section and every chart being drawn, with ``?range=1h`` and
-``?range=24h``: the load time a user sees, transport and rendering included.
+Target: under 2 s per page. The load average is printed with each table: on a shared 2-core
+machine the wall times follow it.
+
+    python benchmarks/dashboard_load.py --quick            # two hours of data, AppTest only
+    python benchmarks/dashboard_load.py --browser          # a day, 10 replicas, both tables
 """
 
 from __future__ import annotations
@@ -38,6 +48,10 @@ from warden.records import (  # noqa: E402
     freeze_labels,
 )
 from warden.store import Store  # noqa: E402
+
+from remediation.audit import AuditLog  # noqa: E402
+from remediation.changes import Change  # noqa: E402
+from warden.db import open_db  # noqa: E402
 
 VIEWS = Path(__file__).resolve().parents[1] / "dashboard" / "views"
 PAGES = ("fleet.py", "latency.py", "traces.py", "gpus.py", "alerts.py", "chaos.py")
@@ -83,15 +97,21 @@ def seed(db: Path, replicas: int, hours: float) -> dict[str, int]:
     store.write_anomalies(Anomaly(T0 + i, "p99_drift", "request_latency_seconds",
                                   freeze_labels({"model": "synth"}), 0.9, 0.01, 0.05)
                           for i in range(0, seconds, max(seconds // 50, 1)))
-    store.ensure_table("action_audit", "CREATE TABLE IF NOT EXISTS action_audit (ts REAL, "
-                       "runbook TEXT, step TEXT, target TEXT, params TEXT, idempotency_key TEXT, "
-                       "status TEXT, evidence TEXT, result TEXT)")
-    store.insert_rows("action_audit", ("ts", "runbook", "step", "target", "params",
-                                       "idempotency_key", "status", "evidence", "result"),
-                      [(T0 + i, "rb", "scale_out", "synth", "{}", f"k{i}", "verified", "{}", "ok")
-                       for i in range(0, seconds, 600)])
     store.checkpoint()
     store.close()
+    now = [T0]
+    audit = AuditLog(open_db(db), clock=lambda: now[0])
+    for i in range(0, seconds, 600):  # an action every 10 min: before, after, verify
+        now[0] = T0 + i
+        change = Change("scale", "synth", {"replicas": 3 + i % 2},
+                        inverse=Change("scale", "synth", {"replicas": 2}))
+        for phase, status in (("before", "applying"), ("after", "applied"),
+                              ("verify", "verified")):
+            audit.record(runbook="p99_drift", step="verify" if phase == "verify" else "scale",
+                         change=change, key=f"e{i}" if phase == "verify" else f"e{i}/scale/0",
+                         phase=phase, status=status, evidence={"p99_ms": 200},
+                         execution=f"e{i}")
+    audit.conn.close()
     chaos = db.parent / "chaos"
     chaos.mkdir(exist_ok=True)
     for j in range(5):
@@ -123,28 +143,84 @@ def time_page(page: str, window: str, runs: int) -> list[float]:
 #: page url path -> the text of its last section, and how many charts it draws
 BROWSER_PAGES: dict[str, tuple[str, int]] = {
     "": ("Router", 1), "latency": ("Anomalies", 2), "traces": ("GPU at that time", 1),
-    "gpus": ("Throttle reasons", 8), "alerts": ("Remediation audit", 0),
+    "gpus": ("Throttle reasons", 1), "alerts": ("Evidence of audit row", 0),
     "chaos": ("Timeline", 2),
 }
+#: Waits in the page (no layout forced, no polling round trips) until the page has settled.
+SETTLE_JS = """
+const [last, charts, limitMs, done] = arguments;
+const t0 = performance.now();
+function settled() {
+  const text = document.body ? document.body.textContent : "";
+  const drawn = document.querySelectorAll(".vega-embed canvas, .vega-embed svg").length;
+  const w = document.querySelector('[data-testid="stStatusWidget"]');
+  return text.includes(last) && drawn >= charts && !(w && w.textContent.includes("Running"));
+}
+(function poll() {
+  if (settled()) return requestAnimationFrame(() => done(true));
+  if (performance.now() - t0 > limitMs) return done(false);
+  setTimeout(poll, 25);
+})();
+"""
 
 
-def browser_times(db: Path, runs: int) -> dict[tuple[str, str], list[float]]:
-    """Seconds from navigation until each page has settled, per (page, range)."""
+def _cpu_s(pids: list[int]) -> float:
+    """CPU seconds of these processes and of their children already reaped (``/proc/PID/stat``
+    utime, stime, cutime, cstime): a renderer that exits mid-measurement still counts, through
+    the browser process that reaped it."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += sum(int(f) for f in fields[11:15])
+    return total / tick
+
+
+def _descendants(root: int) -> list[int]:
+    kids: dict[int, list[int]] = {}
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                ppid = int((d / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            kids.setdefault(ppid, []).append(int(d.name))
+    out, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        out.append(pid)
+        todo.extend(kids.get(pid, []))
+    return out
+
+
+def load_avg() -> str:
+    return " ".join(f"{x:.1f}" for x in os.getloadavg())
+
+
+def browser_times(db: Path, runs: int, ranges: tuple[str, ...]) -> dict:
+    """Per (page, range): first view's seconds, further views' seconds, CPU per view."""
     import tempfile
 
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
-    from selenium.webdriver.common.by import By
 
     from dashboard.launch import start_dashboard, stop_dashboard, wait_ready
     from serving.fleet import free_port
 
     port = free_port()
+    t = time.perf_counter()
     proc = start_dashboard(db, port=port, home=db.parent)
-    out: dict[tuple[str, str], list[float]] = {}
+    out: dict = {"timeouts": 0}
+    floor, floor_url = _start_floor(db.parent), ""
     try:
+        floor_url = f"http://127.0.0.1:{floor[1]}"
+        wait_ready(floor[0], floor_url)
         url = f"http://127.0.0.1:{port}"
         wait_ready(proc, url)
+        out["server_start_s"] = time.perf_counter() - t
         opts = webdriver.ChromeOptions()
         opts.binary_location = "/usr/bin/chromium"
         with tempfile.TemporaryDirectory() as profile:
@@ -153,34 +229,72 @@ def browser_times(db: Path, runs: int) -> dict[tuple[str, str], list[float]]:
                          "--disable-component-update", "--disable-sync",
                          "--window-size=1400,2200", f"--user-data-dir={profile}"):
                 opts.add_argument(flag)
-            driver = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=opts)
+            service = Service("/usr/bin/chromedriver")
+            driver = webdriver.Chrome(service=service, options=opts)
+            driver.set_script_timeout(90)
             try:
-                driver.get(url)  # warm: the first load fetches the JS bundle
-                time.sleep(3)
-                for rng in ("1h", "24h"):
+                # warm: the first documents fetch the JS chunks into the browser cache (each
+                # page once, on a window the timed views do not use, so their reads stay
+                # uncached); the server's first script run imports the app's modules
+                t = time.perf_counter()
+                for path, (last, charts) in BROWSER_PAGES.items():
+                    driver.get(f"{url}/{path}?range=15m")
+                    driver.execute_async_script(SETTLE_JS, last, charts, 60_000)
+                out["warm_up_s"] = time.perf_counter() - t
+                browser = _descendants(service.process.pid)
+                for rng in ranges:
                     for path, (last, charts) in BROWSER_PAGES.items():
-                        for _ in range(runs):
+                        walls, cpu_b, cpu_s = [], [], []
+                        for _ in range(runs + 1):
                             driver.get("about:blank")
+                            browser = _descendants(service.process.pid)
+                            b0, s0 = _cpu_s(browser), _cpu_s([proc.pid])
                             t = time.perf_counter()
                             driver.get(f"{url}/{path}?range={rng}")
-                            while time.perf_counter() - t < 60:
-                                body = driver.execute_script("return document.body.innerText")
-                                drawn = driver.find_elements(
-                                    By.CSS_SELECTOR, ".js-plotly-plot .main-svg, .vega-embed svg, "
-                                    ".vega-embed canvas")
-                                widget = driver.find_elements(
-                                    By.CSS_SELECTOR, '[data-testid="stStatusWidget"]')
-                                if last in body and len(drawn) >= charts and not (
-                                        widget and "Running" in widget[0].text):
-                                    break
-                                time.sleep(0.1)
-                            out.setdefault((path or "fleet", rng), []).append(
-                                time.perf_counter() - t)
+                            ok = driver.execute_async_script(SETTLE_JS, last, charts, 60_000)
+                            walls.append(time.perf_counter() - t)
+                            out["timeouts"] += not ok
+                            cpu_b.append(_cpu_s(browser) - b0)
+                            cpu_s.append(_cpu_s([proc.pid]) - s0)
+                        out[(path or "fleet", rng)] = (walls[0], walls[1:], cpu_b[1:],
+                                                       cpu_s[1:])
+                if floor_url:  # the same, for a page of Streamlit with a title and a line
+                    walls, cpu_b = [], []
+                    for _ in range(runs + 1):
+                        driver.get("about:blank")
+                        browser = _descendants(service.process.pid)
+                        b0 = _cpu_s(browser)
+                        t = time.perf_counter()
+                        driver.get(floor_url)
+                        out["timeouts"] += not driver.execute_async_script(
+                            SETTLE_JS, "ready", 0, 60_000)
+                        walls.append(time.perf_counter() - t)
+                        cpu_b.append(_cpu_s(browser) - b0)
+                    out["floor"] = (walls[0], walls[1:], cpu_b[1:], [0.0])
             finally:
                 driver.quit()
     finally:
         stop_dashboard(proc)
+        stop_dashboard(floor[0])
     return out
+
+
+def _start_floor(directory: Path) -> tuple:
+    """A bare Streamlit page (a title and a line) served like the dashboard: the floor that
+    Streamlit's own frontend costs per view, with nothing of Warden on the page."""
+    import subprocess
+
+    from dashboard.launch import APP_PATH, dashboard_env, streamlit_command
+    from serving.fleet import free_port
+
+    script = directory / "floor_page.py"
+    script.write_text("import streamlit as st\nst.title('Floor')\nst.write('ready')\n")
+    port = free_port()
+    cmd = [str(script) if c == str(APP_PATH) else c
+           for c in streamlit_command(directory / "none.db", port=port)]
+    proc = subprocess.Popen(cmd, env=dashboard_env(), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    return proc, port
 
 
 def main() -> int:
@@ -188,14 +302,14 @@ def main() -> int:
     ap.add_argument("--replicas", type=int, default=10)
     ap.add_argument("--hours", type=float, default=24.0)
     ap.add_argument("--quick", action="store_true", help="two hours of data, one run per page")
-    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--runs", type=int, default=3, help="views per page after the first")
     ap.add_argument("--dir", default="/tmp/warden_dashboard_bench")
     ap.add_argument("--browser", action="store_true",
                     help="also time each page in headless Chromium against a real server")
     args = ap.parse_args()
     if args.quick:
         args.hours, args.runs = 2.0, 1
-    shape = f"{args.replicas}r_{args.hours:g}h"
+    shape = f"{args.replicas}r_{args.hours:g}h_v2"  # v2: remediation's audit table
     db = Path(args.dir) / shape / "warden.db"
     if not db.exists():
         db.parent.mkdir(parents=True, exist_ok=True)
@@ -206,33 +320,50 @@ def main() -> int:
     else:
         print(f"reusing {db} ({db.stat().st_size / 2**20:.0f} MiB)")
     os.environ["WARDEN_DB"] = str(db)
-    time_page("fleet.py", "Last 15 min", 1)  # warm imports once, as a running server has them
-    windows = ("Last 1 h", "Last 24 h")
-    print(f"\npage load, median of {args.runs} fresh sessions (AppTest script run), seconds")
-    print(f"{'page':<12}" + "".join(f"{w:>12}" for w in windows) + f"{'max':>8}  under {TARGET_S:g} s")
-    ok = True
-    for page in PAGES:
-        med, worst = [], 0.0
-        for w in windows:
-            ts = time_page(page, w, args.runs)
-            med.append(statistics.median(ts))
-            worst = max(worst, max(ts))
-        good = max(med) < TARGET_S
-        ok &= good
-        print(f"{page.removesuffix('.py'):<12}" + "".join(f"{m:>12.3f}" for m in med)
-              + f"{worst:>8.3f}  {'yes' if good else 'NO'}")
+    time_page("alerts.py", "Last 15 min", 1)  # warm imports once, as a running server has them
+    windows = {"1h": "Last 1 h", "24h": "Last 24 h"}
+    apptest: dict[tuple[str, str], tuple[float, list[float]]] = {}
+    load_before = load_avg()
+    for rng, label in windows.items():
+        for page in PAGES:
+            first = time_page(page, label, 1)[0]
+            apptest[(page.removesuffix(".py"), rng)] = (first, time_page(page, label, args.runs))
+    print(f"AppTest done, load average {load_before} -> {load_avg()}")
+    browser: dict = {}
     if args.browser:
-        times = browser_times(db, args.runs)
-        print(f"\nin headless Chromium, navigation to settled page, median of {args.runs}, s")
-        print(f"{'page':<12}{'?range=1h':>12}{'?range=24h':>12}{'max':>8}  under {TARGET_S:g} s")
+        load_before = load_avg()
+        browser = browser_times(db, args.runs, tuple(windows))
+        print(f"Chromium done, load average {load_before} -> {load_avg()}; streamlit server "
+              f"start {browser['server_start_s']:.2f} s (not in the page times), warm-up (each "
+              f"page once, JS fetched) {browser['warm_up_s']:.2f} s, "
+              f"{browser['timeouts']} views timed out")
+    print(f"\npage load, seconds; first = first view (reads uncached), median of {args.runs} "
+          "further views; cpu = CPU s per view (browser / server)")
+    head = f"{'page':<9}{'range':>6}{'AppTest':>9}{'median':>8}"
+    if browser:
+        head += f"{'Chromium':>10}{'median':>8}{'max':>7}{'cpu b/s':>11}"
+    print(head + f"  under {TARGET_S:g} s")
+    ok = True
+    for rng in windows:
         for page in PAGES:
             name = page.removesuffix(".py")
-            med = [statistics.median(times[(name, r)]) for r in ("1h", "24h")]
-            worst = max(max(times[(name, r)]) for r in ("1h", "24h"))
-            good = max(med) < TARGET_S
+            first, rest = apptest[(name, rng)]
+            med = statistics.median(rest)
+            line = f"{name:<9}{rng:>6}{first:>9.2f}{med:>8.2f}"
+            worst = max(med, first)
+            if browser:
+                bfirst, walls, cpu_b, cpu_s = browser[(name, rng)]
+                bmed = statistics.median(walls)
+                line += (f"{bfirst:>10.2f}{bmed:>8.2f}{max(walls):>7.2f}"
+                         f"{statistics.median(cpu_b):>6.2f}/{statistics.median(cpu_s):.2f}")
+                worst = max(worst, bmed)
+            good = worst < TARGET_S
             ok &= good
-            print(f"{name:<12}" + "".join(f"{m:>12.3f}" for m in med)
-                  + f"{worst:>8.3f}  {'yes' if good else 'NO'}")
+            print(line + f"  {'yes' if good else 'NO'}")
+    if browser:
+        bfirst, walls, cpu_b, _ = browser["floor"]
+        print(f"{'bare Streamlit page':<32}{bfirst:>10.2f}{statistics.median(walls):>8.2f}"
+              f"{max(walls):>7.2f}{statistics.median(cpu_b):>6.2f}/-     (floor)")
     return 0 if ok else 1
 
 

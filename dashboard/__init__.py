@@ -5,7 +5,8 @@ start it (``dashboard.launch.start_dashboard``). Modules: ``app`` (the multipage
 ``views/`` (one script per page: fleet, latency, traces, gpus, alerts, chaos), ``ui`` (store,
 sidebar, window, error guards), ``queries`` and ``downsample`` (fast SQL reads), ``sources``
 (other parts' tables and files: audit, outbox, baselines, chaos journals, router state),
-``charts`` (figures), ``settings`` (paths from arguments and environment), ``launch`` (the
+``cache`` (reads cached a few seconds, keyed on the time window), ``charts`` (Vega-Lite
+specs), ``settings`` (paths from arguments and environment), ``launch`` (the
 Streamlit process). Nothing heavy is imported here.
 """
 

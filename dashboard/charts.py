@@ -1,4 +1,12 @@
-"""Plotly figures the pages draw; pure functions of DataFrames, so they are testable alone."""
+"""Vega-Lite charts the pages draw: pure functions of DataFrames, so they are testable alone.
+
+Why Vega-Lite only, no plotly: a page's load time in the browser is mostly JavaScript. Plotly's
+bundle is 4.7 MB, and its first chart on a cold page cost seconds of main thread in headless
+Chromium on this (shared, 2-core) machine (a single 8-10 s long task on the Traces page under
+load); Vega-Lite's bundle is already there for the line charts. Every function returns
+``(data, spec)`` for ``st.vega_lite_chart``: long-form data (sent once, as Arrow) and a spec
+that filters it per layer. Times are epoch milliseconds on a UTC time axis.
+"""
 
 from __future__ import annotations
 
@@ -6,29 +14,43 @@ from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
-import plotly.graph_objects as go
 
 from warden.records import Stage
 
 __all__ = [
-    "band_figure",
+    "band_spec",
+    "events_spec",
     "line_spec",
+    "panels_spec",
     "stage_layout",
-    "timeline_figure",
-    "waterfall_figure",
+    "timeline_spec",
+    "waterfall_spec",
 ]
 
-_LAYOUT = dict(margin=dict(l=10, r=10, t=40, b=10), height=320, hovermode="x unified",
-               legend=dict(orientation="h", y=-0.2), xaxis=dict(type="date"))
+#: Most points a chart sends per series; callers downsample before (queries, downsample).
+MAX_POINTS_PER_SERIES = 2_000
+#: Vega picks the tick format from the span (seconds for minutes, dates for days).
+_TIME = {"type": "temporal", "title": "UTC", "scale": {"type": "utc"},
+         "axis": {"labelOverlap": True}}
+_TOOLTIP_TIME = {"field": "t", "type": "temporal", "title": "time (UTC)",
+                 "timeUnit": "utcyearmonthdatehoursminutesseconds"}
 
 
 def _dt(ts: pd.Series) -> np.ndarray:
-    """Unix seconds to epoch milliseconds, which a plotly ``date`` axis reads as UTC.
-
-    Why not datetimes: plotly validates datetime arrays element by element (about 25 ms per
-    300-point trace); plain float arrays pass at once, and a GPU page has dozens of traces.
-    """
+    """Unix seconds to epoch milliseconds, which a Vega-Lite ``utc`` time scale reads."""
     return np.asarray(ts, dtype=float) * 1000.0
+
+
+def _thin(df: pd.DataFrame, color: str | None) -> pd.DataFrame:
+    """Every k-th row per series so none sends more than :data:`MAX_POINTS_PER_SERIES` points
+    (a safety net: the queries already downsample to a few hundred)."""
+    n = df.groupby(color, sort=False).size().max() if color and not df.empty else len(df)
+    if n <= MAX_POINTS_PER_SERIES:
+        return df
+    k = -(-int(n) // MAX_POINTS_PER_SERIES)
+    pos = df.groupby(color, sort=False).cumcount() if color else pd.Series(range(len(df)),
+                                                                            index=df.index)
+    return df[pos % k == 0]
 
 
 def line_spec(df: pd.DataFrame, y: str, color: str | None, title: str, *, yaxis: str = "",
@@ -40,15 +62,14 @@ def line_spec(df: pd.DataFrame, y: str, color: str | None, title: str, *, yaxis:
     each; a GPU page with ten devices and eight metrics would spend a second on that alone.
     Interactive through tooltips and Streamlit's full-screen view only: Vega-Lite's
     scale-bound zoom and legend selections cost about half a second of browser main thread per
-    chart (measured in headless Chromium), which a page of eight charts cannot afford; the
-    plotly charts (latency band, waterfall, timelines) keep zoom and pan.
+    chart (measured in headless Chromium), which a page of eight charts cannot afford.
     """
     cols = [c for c in (x, y, color) if c]
+    df = _thin(df, color)
     data = df[cols].rename(columns={x: "t", y: "v", **({color: "series"} if color else {})})
     data = data.assign(t=_dt(data["t"]), v=data["v"].astype(float))
     enc: dict = {
-        "x": {"field": "t", "type": "temporal", "title": "UTC", "scale": {"type": "utc"},
-              "axis": {"format": "%H:%M", "labelOverlap": True}},
+        "x": {"field": "t", **_TIME},
         "y": {"field": "v", "type": "quantitative", "title": yaxis or y},
         "tooltip": [{"field": "t", "type": "temporal", "title": "time (UTC)",
                      "timeUnit": "utcyearmonthdatehoursminutesseconds"},
@@ -64,41 +85,103 @@ def line_spec(df: pd.DataFrame, y: str, color: str | None, title: str, *, yaxis:
     return data, spec
 
 
-def band_figure(win: pd.DataFrame, band: pd.DataFrame | None, anomalies: pd.DataFrame,
-                title: str, *, scale: float = 1000.0) -> go.Figure:
-    """Quantile lines per window, the baseline band behind them, anomalies as markers.
+def panels_spec(df: pd.DataFrame, panels: Sequence[tuple[str, str, str, float]], color: str,
+                *, columns: int = 2, width: int = 380) -> tuple[pd.DataFrame, dict]:
+    """Several metrics of ``df`` over time as small multiples in ONE chart, a line per ``color``.
+
+    ``panels``: ``(field, title, unit, scale)``; a field with no value is left out. Why one
+    faceted chart and not one chart per metric: in headless Chromium each chart on a page cost
+    about half a CPU second of renderer on a cold page (its own Vega runtime, parse and
+    dataflow); the GPU page's eight charts cost four. One spec with a facet pays that once.
+    Each panel has its own y scale; ``panel`` holds "title (unit)".
+    """
+    parts = []
+    for field, title, unit, scale in panels:
+        if field not in df.columns or df[field].isna().all():
+            continue
+        part = _thin(df, color)
+        parts.append(pd.DataFrame({"panel": f"{title} ({unit})", "t": _dt(part["ts"]),
+                                   "v": part[field].astype(float) * scale,
+                                   "series": part[color].astype(str)}))
+    cols = ["panel", "t", "v", "series"]
+    data = pd.concat(parts, ignore_index=True)[cols] if parts else pd.DataFrame(columns=cols)
+    order = list(dict.fromkeys(data["panel"]))
+    spec = {
+        "facet": {"field": "panel", "type": "nominal", "title": None, "sort": order,
+                  "header": {"labelFontSize": 14, "labelFontWeight": "bold",
+                             "labelAnchor": "start"}},
+        "columns": columns,
+        "spec": {"width": width, "height": 200, "mark": {"type": "line"}, "encoding": {
+            "x": {"field": "t", **_TIME},
+            "y": {"field": "v", "type": "quantitative", "title": None},
+            "color": {"field": "series", "type": "nominal", "title": None,
+                      "legend": {"orient": "top"}},
+            "tooltip": [{"field": "series", "title": color}, _TOOLTIP_TIME,
+                        {"field": "v", "type": "quantitative", "format": ".4~g"}]}},
+        "resolve": {"scale": {"y": "independent"}, "axis": {"x": "independent"}},
+    }
+    return data, spec
+
+
+def band_spec(win: pd.DataFrame, band: pd.DataFrame | None, anomalies: pd.DataFrame,
+              title: str, *, scale: float = 1000.0) -> tuple[pd.DataFrame, dict]:
+    """Quantile lines per window, the baseline band behind them, anomalies as crosses.
 
     ``win`` has ``window_start``, ``p50``, ``p95``, ``p99`` (seconds); ``band`` has ``ts``,
     ``lower``, ``median``, ``upper`` (seconds); ``anomalies`` has ``ts``, ``detector``,
-    ``series``, ``score``. Values are drawn in milliseconds (``scale``).
+    ``series``, ``score``. Values are drawn in milliseconds (``scale``). The data is one long
+    frame: ``layer`` says which layer draws a row (``band``, ``quantile``, ``anomaly``).
     """
-    fig = go.Figure()
+    parts = []
     if band is not None and not band.empty:
-        x = _dt(band["ts"])
-        fig.add_trace(go.Scatter(x=x, y=band["upper"] * scale, mode="lines", line=dict(width=0),
-                                 name="baseline upper", showlegend=False, hoverinfo="skip"))
-        fig.add_trace(go.Scatter(x=x, y=band["lower"] * scale, mode="lines", line=dict(width=0),
-                                 fill="tonexty", fillcolor="rgba(99,110,250,0.15)",
-                                 name="baseline band"))
-        fig.add_trace(go.Scatter(x=x, y=band["median"] * scale, mode="lines",
-                                 line=dict(dash="dot", color="rgba(99,110,250,0.8)"),
-                                 name="baseline median"))
-    x = _dt(win["window_start"]) if not win.empty else []
-    for q, colour in (("p50", "#2ca02c"), ("p95", "#ff7f0e"), ("p99", "#d62728")):
-        if q in win.columns:
-            fig.add_trace(go.Scatter(x=x, y=win[q] * scale, mode="lines", name=q.upper(),
-                                     line=dict(color=colour)))
+        parts.append(pd.DataFrame({
+            "layer": "band", "series": "baseline", "t": _dt(band["ts"]),
+            "v": band["median"].astype(float) * scale, "lo": band["lower"].astype(float) * scale,
+            "hi": band["upper"].astype(float) * scale, "text": ""}))
+    for q in ("p50", "p95", "p99"):
+        if q in win.columns and not win.empty:
+            parts.append(pd.DataFrame({
+                "layer": "quantile", "series": q.upper(), "t": _dt(win["window_start"]),
+                "v": win[q].astype(float) * scale, "lo": np.nan, "hi": np.nan, "text": ""}))
     if not anomalies.empty:
         top = float(win["p99"].max() * scale) if not win.empty else 1.0
-        fig.add_trace(go.Scatter(
-            x=_dt(anomalies["ts"]), y=[top * 1.05] * len(anomalies), mode="markers",
-            marker=dict(symbol="x", size=11, color="black"), name="anomaly",
-            text=[f"{d} on {s} (score {sc:.2f})" for d, s, sc in
-                  zip(anomalies["detector"], anomalies["series"], anomalies["score"],
-                      strict=True)],
-            hovertemplate="%{text}<extra></extra>"))
-    fig.update_layout(title=title, yaxis_title="latency (ms)", **_LAYOUT)
-    return fig
+        parts.append(pd.DataFrame({
+            "layer": "anomaly", "series": "anomaly", "t": _dt(anomalies["ts"]),
+            "v": top * 1.05, "lo": np.nan, "hi": np.nan,
+            "text": [f"{d} on {s} (score {sc:.2f})" for d, s, sc in
+                     zip(anomalies["detector"], anomalies["series"], anomalies["score"],
+                         strict=True)]}))
+    cols = ["layer", "series", "t", "v", "lo", "hi", "text"]
+    data = pd.concat(parts, ignore_index=True)[cols] if parts else pd.DataFrame(columns=cols)
+    x = {"field": "t", **_TIME}
+    colours = {"domain": ["P50", "P95", "P99"], "range": ["#2ca02c", "#ff7f0e", "#d62728"]}
+
+    def only(layer: str) -> list[dict]:
+        return [{"filter": {"field": "layer", "equal": layer}}]
+
+    spec = {"title": title, "height": 300, "layer": [
+        {"transform": only("band"), "mark": {"type": "area", "opacity": 0.18,
+                                             "color": "#636efa"},
+         "encoding": {"x": x, "y": {"field": "lo", "type": "quantitative",
+                                    "title": "latency (ms)"}, "y2": {"field": "hi"},
+                      "tooltip": [_TOOLTIP_TIME,
+                                  {"field": "lo", "format": ".3~f", "title": "band lower ms"},
+                                  {"field": "hi", "format": ".3~f", "title": "band upper ms"}]}},
+        {"transform": only("band"), "mark": {"type": "line", "strokeDash": [3, 3],
+                                             "color": "#636efa"},
+         "encoding": {"x": x, "y": {"field": "v", "type": "quantitative"}}},
+        {"transform": only("quantile"), "mark": {"type": "line"},
+         "encoding": {"x": x, "y": {"field": "v", "type": "quantitative"},
+                      "color": {"field": "series", "type": "nominal", "title": None,
+                                "scale": colours, "legend": {"orient": "bottom"}},
+                      "tooltip": [{"field": "series", "title": "quantile"}, _TOOLTIP_TIME,
+                                  {"field": "v", "format": ".3~f", "title": "ms"}]}},
+        {"transform": only("anomaly"), "mark": {"type": "point", "shape": "cross", "size": 120,
+                                                "filled": True, "color": "black"},
+         "encoding": {"x": x, "y": {"field": "v", "type": "quantitative"},
+                      "tooltip": [_TOOLTIP_TIME, {"field": "text", "title": "anomaly"}]}},
+    ]}
+    return data, spec
 
 
 def stage_layout(stages: dict[str, float]) -> pd.DataFrame:
@@ -138,31 +221,61 @@ def stage_layout(stages: dict[str, float]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["stage", "start_s", "duration_s"])
 
 
-def waterfall_figure(bars: pd.DataFrame, title: str, *, label: str = "stage") -> go.Figure:
-    """Horizontal bars from ``start_s`` for ``duration_s`` (seconds), outermost on top, in ms."""
-    fig = go.Figure(go.Bar(
-        y=bars[label], x=bars["duration_s"] * 1000, base=bars["start_s"] * 1000,
-        orientation="h", text=[f"{d * 1000:.2f} ms" for d in bars["duration_s"]],
-        textposition="auto", marker_color="#636efa",
-        hovertemplate="%{y}: starts %{base:.2f} ms, lasts %{x:.2f} ms<extra></extra>"))
-    fig.update_layout(title=title, xaxis_title="ms since the request started",
-                      yaxis=dict(autorange="reversed"), margin=_LAYOUT["margin"],
-                      height=max(240, 40 * len(bars) + 100))
-    return fig
+def waterfall_spec(bars: pd.DataFrame, title: str, *,
+                   label: str = "stage") -> tuple[pd.DataFrame, dict]:
+    """Horizontal bars from ``start_s`` for ``duration_s`` (seconds) in ms, in the given order
+    (outermost first), each labelled with its duration."""
+    data = pd.DataFrame({
+        "label": bars[label].astype(str), "start_ms": bars["start_s"].astype(float) * 1000,
+        "end_ms": (bars["start_s"] + bars["duration_s"]).astype(float) * 1000,
+        "ms": bars["duration_s"].astype(float) * 1000})
+    data["text"] = [f"{d:.2f} ms" for d in data["ms"]]
+    y = {"field": "label", "type": "nominal", "sort": None, "title": None,
+         "axis": {"labelLimit": 320}}
+    spec = {"title": title, "height": {"step": 34}, "layer": [
+        {"mark": {"type": "bar", "color": "#636efa"},
+         "encoding": {"y": y, "x": {"field": "start_ms", "type": "quantitative",
+                                    "title": "ms since the request started"},
+                      "x2": {"field": "end_ms"},
+                      "tooltip": [{"field": "label", "title": label},
+                                  {"field": "start_ms", "format": ".2f", "title": "starts (ms)"},
+                                  {"field": "ms", "format": ".2f", "title": "lasts (ms)"}]}},
+        {"mark": {"type": "text", "align": "left", "dx": 4},
+         "encoding": {"y": y, "x": {"field": "end_ms", "type": "quantitative"},
+                      "text": {"field": "text"}}},
+    ]}
+    return data, spec
 
 
-def timeline_figure(df: pd.DataFrame, start: str, end: str, row: str, color: str,
-                    title: str, hover: Sequence[str] = ()) -> go.Figure:
-    """Gantt-style bars: one per row of ``df``, from ``start`` to ``end`` (Unix seconds)."""
-    fig = go.Figure()
-    for name, g in df.groupby(color, sort=True):
-        s, e = g[start].astype(float), g[end].astype(float)
-        fig.add_trace(go.Bar(
-            y=g[row], x=(e - s).clip(lower=1.0) * 1000, base=_dt(s), orientation="h",
-            name=str(name),
-            customdata=g[list(hover)].astype(str).to_numpy() if hover else None,
-            hovertemplate=("<br>".join(f"{h}: %{{customdata[{i}]}}" for i, h in
-                                       enumerate(hover)) or "%{y}") + "<extra></extra>"))
-    fig.update_layout(title=title, barmode="overlay", xaxis=dict(type="date"),
-                      margin=_LAYOUT["margin"], height=max(240, 30 * df[row].nunique() + 120))
-    return fig
+def timeline_spec(df: pd.DataFrame, start: str, end: str, row: str, color: str, title: str,
+                  hover: Sequence[str] = ()) -> tuple[pd.DataFrame, dict]:
+    """Gantt-style bars: one per row of ``df``, from ``start`` to ``end`` (Unix seconds); a bar
+    lasts at least a second so that instants stay visible."""
+    s, e = df[start].astype(float), df[end].astype(float)
+    data = pd.DataFrame({"row": df[row].astype(str), "color": df[color].astype(str),
+                         "t": _dt(s), "t2": _dt(np.maximum(e, s + 1.0))})
+    for h in hover:
+        data[f"h_{h}"] = df[h].astype(str).to_numpy()
+    spec = {"title": title, "height": {"step": 30},
+            "mark": {"type": "bar", "opacity": 0.8},
+            "encoding": {"y": {"field": "row", "type": "nominal", "title": None},
+                         "x": {"field": "t", **_TIME}, "x2": {"field": "t2"},
+                         "color": {"field": "color", "type": "nominal", "title": color,
+                                   "legend": {"orient": "bottom"}},
+                         "tooltip": [*({"field": f"h_{h}", "title": h} for h in hover),
+                                     _TOOLTIP_TIME]}}
+    return data, spec
+
+
+def events_spec(ev: pd.DataFrame, title: str) -> tuple[pd.DataFrame, dict]:
+    """Timeline events (``ts``, ``kind``, ``message``) as points, one row per kind."""
+    data = pd.DataFrame({"t": _dt(ev["ts"]), "kind": ev["kind"].astype(str),
+                         "message": ev["message"].astype(str)})
+    spec = {"title": title, "height": {"step": 30},
+            "mark": {"type": "point", "filled": True, "size": 140},
+            "encoding": {"x": {"field": "t", **_TIME},
+                         "y": {"field": "kind", "type": "nominal", "title": None},
+                         "color": {"field": "kind", "type": "nominal", "legend": None},
+                         "tooltip": [_TOOLTIP_TIME, {"field": "kind"},
+                                     {"field": "message"}]}}
+    return data, spec

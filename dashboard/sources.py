@@ -2,8 +2,10 @@
 
 The names the dashboard expects are stated here, in one place, so the owners can check them:
 
-* ``action_audit`` (remediation): ts, runbook, step, target, params (JSON), idempotency_key,
-  status, evidence (JSON), result.
+* ``action_audit`` (remediation, :data:`remediation.audit.AUDIT_DDL`): one row per phase of an
+  action (``before`` applying, ``after`` applied/failed/skipped/rolled_back, ``verify``
+  verified/failed, ``refused`` skipped): id, ts, runbook, step, target, params (JSON with
+  ``change`` and ``inverse``), idempotency_key, phase, status, evidence (JSON), result, execution.
 * ``baselines`` (anomaly), optional: series, labels, ts, lower, median, upper.
 * ``alert_outbox`` (alerting, :mod:`warden.alerting.outbox`): one row per notification, its body
   an Alertmanager v4 webhook message.
@@ -37,6 +39,7 @@ __all__ = [
     "RouterState",
     "SourceMissing",
     "alert_timeline",
+    "audit_actions",
     "audit_rows",
     "baseline_band",
     "load_journals",
@@ -49,8 +52,11 @@ __all__ = [
 
 AUDIT_TABLE = "action_audit"
 AUDIT_COLUMNS: tuple[str, ...] = (
-    "ts", "runbook", "step", "target", "params", "idempotency_key", "status", "evidence", "result",
+    "id", "ts", "runbook", "step", "target", "params", "idempotency_key", "phase", "status",
+    "evidence", "result", "execution",
 )
+#: Newest audit rows read (the audit is history; the page shows the recent part).
+MAX_AUDIT_ROWS = 2_000
 BASELINE_TABLE = "baselines"
 OUTBOX_TABLE = "alert_outbox"
 JOURNAL_KEYS: tuple[str, ...] = (
@@ -83,7 +89,12 @@ def _json_or_raw(text: Any) -> Any:
 # -- remediation audit --------------------------------------------------------------------------
 
 def audit_rows(store: Store, start: float | None = None, end: float | None = None) -> pd.DataFrame:
-    """The action audit, newest first, with ``params`` and ``evidence`` decoded from JSON."""
+    """The action audit, one row per phase, newest first; ``params``/``evidence`` decoded.
+
+    Columns are :data:`AUDIT_COLUMNS`; a column the table lacks (an older remediation) is
+    shown empty rather than failing. ``change`` is added: the planned change in words
+    (``scale synth to 3``), from ``params["change"]``.
+    """
     if not table_exists(store, AUDIT_TABLE):
         raise SourceMissing(
             f"No `{AUDIT_TABLE}` table in the store yet: remediation has not run any action.")
@@ -91,14 +102,67 @@ def audit_rows(store: Store, start: float | None = None, end: float | None = Non
     cols = [c for c in AUDIT_COLUMNS if c in have]
     where = " WHERE ts >= ? AND ts < ?" if start is not None and end is not None else ""
     params = (start, end) if where else ()
-    df = store.query(f"SELECT {', '.join(cols)} FROM {AUDIT_TABLE}{where} ORDER BY ts DESC",
-                     params)
+    order = "ts DESC" + (", id DESC" if "id" in have else "")
+    df = store.query(f"SELECT {', '.join(cols)} FROM {AUDIT_TABLE}{where} ORDER BY {order} "
+                     f"LIMIT {MAX_AUDIT_ROWS}", params)
     for c in AUDIT_COLUMNS:
         if c not in df.columns:
             df[c] = None
     for c in ("params", "evidence"):
         df[c] = [_json_or_raw(x) for x in df[c]]
-    return df[list(AUDIT_COLUMNS)]
+    df["change"] = [_change_text(p) for p in df["params"]]
+    return df[[*AUDIT_COLUMNS, "change"]]
+
+
+def _change_text(params: Any) -> str:
+    """``params["change"]`` (a :class:`remediation.changes.Change` as JSON) in a few words."""
+    ch = params.get("change") if isinstance(params, dict) else None
+    if not isinstance(ch, dict):
+        return "" if params is None else str(params)
+    args = ch.get("args") if isinstance(ch.get("args"), dict) else {}
+    kind, model = ch.get("kind", "?"), ch.get("model", "?")
+    if kind == "scale" and "replicas" in args:
+        return f"scale {model} to {args['replicas']}"
+    if kind == "variant" and "fraction" in args:
+        return f"{model} {args.get('variant', 'lite')} {float(args['fraction']):.0%}"
+    if kind == "weights" and isinstance(args.get("weights"), dict):
+        return f"weights {model} {args['weights']}"
+    if kind == "restart" and "replica" in args:
+        return f"restart {args['replica']}"
+    return f"{kind} {model} {args}"
+
+
+def audit_actions(rows: pd.DataFrame) -> pd.DataFrame:
+    """One row per action (idempotency key) from :func:`audit_rows`: its change and outcome.
+
+    ``outcome``: ``refused`` (a guard said no), ``applying`` (a ``before`` row with no
+    ``after``: the engine stopped mid-action; remediation reconciles it on restart), else the
+    ``after`` row's status (applied, failed, skipped, rolled_back). ``verified`` is the
+    execution's verify status (``verified``/``failed``), if its runbook verified. Newest first.
+    """
+    cols = ["ts", "execution", "runbook", "step", "target", "change", "outcome", "verified",
+            "result", "idempotency_key"]
+    if rows.empty:
+        return pd.DataFrame(columns=cols)
+    verify = (rows[rows["phase"] == "verify"].drop_duplicates("execution")
+              .set_index("execution")["status"].astype(str))
+    acts = rows[rows["phase"] != "verify"].sort_values("ts", kind="stable")
+    # vectorised: a per-key Python loop cost 0.4 s for 144 actions
+    out = acts.groupby("idempotency_key", sort=False)[
+        ["ts", "execution", "runbook", "step", "target", "change"]].first()
+    last = acts.groupby("idempotency_key", sort=False)[["status", "result"]].last()
+    out["outcome"], out["result"] = last["status"].astype(str), last["result"]
+    for phase, outcome in (("before", "applying"), ("refused", "refused"), ("after", None)):
+        one = acts[acts["phase"] == phase].drop_duplicates("idempotency_key", keep="last")
+        one = one.set_index("idempotency_key")
+        out.loc[one.index, "outcome"] = one["status"].astype(str) if outcome is None \
+            else outcome
+        out.loc[one.index, "result"] = one["result"] if phase != "before" \
+            else "no outcome recorded yet"
+    out["verified"] = out["execution"].astype(str).map(verify).fillna("")
+    out["result"] = out["result"].fillna("")
+    out = out.reset_index()[cols]
+    return out.sort_values("ts", ascending=False, ignore_index=True)
 
 
 # -- alert outbox and alert timeline --------------------------------------------------------------

@@ -26,7 +26,7 @@ def body(ctx: PageContext) -> None:
                  [["title", "verdict", "started", "ended", "time_to_detect_s",
                    "time_to_recover_s", "slo_violation_s", "journal"]],
                  hide_index=True, key="chaos_experiments")
-    st.plotly_chart(charts.timeline_figure(
+    st.vega_lite_chart(*charts.timeline_spec(
         exps.dropna(subset=["started_at", "ended_at"]), "started_at", "ended_at", "title",
         "verdict", "Experiments", hover=("title", "verdict", "slo_violation_s")),
         key="chaos_gantt")
@@ -39,13 +39,7 @@ def body(ctx: PageContext) -> None:
         st.info("This journal has no timeline events.")
         return
     ev = ev.assign(time=to_datetime(ev["ts"]))
-    import plotly.express as px  # lazy: only this page needs express
-
-    fig = px.scatter(ev, x="time", y="kind", color="kind", hover_data=["message"],
-                     title="Events")
-    fig.update_traces(marker=dict(size=12))
-    fig.update_layout(height=300, margin=dict(l=10, r=10, t=40, b=10), showlegend=False)
-    st.plotly_chart(fig, key="chaos_timeline")
+    st.vega_lite_chart(*charts.events_spec(ev, "Events"), key="chaos_timeline")
     st.dataframe(ev[["time", "kind", "message"]], hide_index=True, key="chaos_events")
 
 

@@ -6,6 +6,7 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import charts, downsample, queries, sources
+from dashboard.cache import cached
 from dashboard.ui import PageContext, guarded, run_page
 
 RECENT_S = 60.0  # "now" for rates: the last minute of data
@@ -14,9 +15,11 @@ RECENT_S = 60.0  # "now" for rates: the last minute of data
 def replica_table(ctx: PageContext, lat: pd.DataFrame) -> pd.DataFrame:
     """Per replica: up, request rate and error ratio over the last minute; latency in window."""
     recent = max(ctx.start, ctx.end - RECENT_S)
-    up = queries.series_last(ctx.store, "triton_up", ctx.start, ctx.end)
-    ok = queries.series_summary(ctx.store, "triton_request_success_per_second", recent, ctx.end)
-    bad = queries.series_summary(ctx.store, "triton_request_failure_per_second", recent, ctx.end)
+    up = cached(ctx.store, queries.series_last, "triton_up", ctx.start, ctx.end)
+    ok = cached(ctx.store, queries.series_summary, "triton_request_success_per_second",
+                recent, ctx.end)
+    bad = cached(ctx.store, queries.series_summary, "triton_request_failure_per_second",
+                 recent, ctx.end)
     stats = queries.chain_stats(lat, by=("replica",))
     names = set()
     for df in (up, ok, bad, stats):
@@ -79,7 +82,8 @@ def _per_model(ctx: PageContext, lat: pd.DataFrame) -> None:
 
 
 def _rates(ctx: PageContext) -> None:
-    df = downsample.series(ctx.store, "triton_request_success_per_second", ctx.start, ctx.end)
+    df = cached(ctx.store, downsample.series, "triton_request_success_per_second",
+                ctx.start, ctx.end)
     if df.empty:
         st.info("No `triton_request_success_per_second` samples in this window.")
         return
@@ -103,7 +107,8 @@ def _router(ctx: PageContext) -> None:
 
 
 def body(ctx: PageContext) -> None:
-    lat = guarded("Traced requests", queries.chain_latencies, ctx.store, ctx.start, ctx.end)
+    lat = guarded("Traced requests", cached, ctx.store, queries.chain_latencies, ctx.start,
+                  ctx.end)
     if lat is None:
         lat = pd.DataFrame(
             columns=["ts", "model", "variant", "replica", "latency_s", "error"])

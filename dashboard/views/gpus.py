@@ -5,6 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from dashboard import charts, downsample, queries
+from dashboard.cache import cached
 from dashboard.ui import PageContext, guarded, run_page, to_datetime
 
 CHARTS: tuple[tuple[str, str, str, float], ...] = (
@@ -21,7 +22,7 @@ CHARTS: tuple[tuple[str, str, str, float], ...] = (
 
 
 def _latest(ctx: PageContext) -> list[str]:
-    latest = queries.gpu_latest(ctx.store, ctx.start, ctx.end)
+    latest = cached(ctx.store, queries.gpu_latest, ctx.start, ctx.end)
     if latest.empty:
         st.info("No GPU readings in this window. Without a GPU, the lab's simulated twin "
                 "provides them (collected from each replica's control port).")
@@ -48,26 +49,23 @@ def _latest(ctx: PageContext) -> list[str]:
 
 def _history(ctx: PageContext, devices: list[str]) -> None:
     picked = st.multiselect("Devices", devices, default=devices, key="gpus_devices")
-    df = downsample.gpu(ctx.store, ctx.start, ctx.end, devices=picked or devices)
+    df = cached(ctx.store, downsample.gpu, ctx.start, ctx.end, devices=picked or devices)
     if df.empty:
         return
     df["label"] = [f"{d} (simulated)" if s else d for d, s in
                    zip(df["device"], df["simulated"], strict=True)]
-    cols = st.columns(2)
-    for i, (field, title, unit, scale) in enumerate(CHARTS):
-        if df[field].isna().all():
-            cols[i % 2].caption(f"{title}: not reported (no CUDA caching allocator here).")
-            continue
-        plot = df.assign(**{field: df[field].astype(float) * scale})
-        data, spec = charts.line_spec(plot, field, "label", title, yaxis=unit)
-        cols[i % 2].vega_lite_chart(data, spec, key=f"gpus_{field}", height=300)
+    missing = [title for field, title, _, _ in CHARTS if df[field].isna().all()]
+    if missing:
+        st.caption(f"Not reported: {', '.join(missing)} (no CUDA caching allocator here).")
+    data, spec = charts.panels_spec(df, CHARTS, "label")
+    st.vega_lite_chart(data, spec, key="gpus_history")
     if note := downsample.method_note(df):
         st.caption(note)
 
 
 def _throttle(ctx: PageContext) -> None:
     st.subheader("Throttle reasons")
-    t = queries.throttle_summary(ctx.store, ctx.start, ctx.end)
+    t = cached(ctx.store, queries.throttle_summary, ctx.start, ctx.end)
     if t.empty:
         st.info("No throttling in this window.")
         return

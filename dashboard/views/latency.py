@@ -8,6 +8,8 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import charts, queries, sources
+from dashboard.cache import cached
+from warden.store import Store
 from dashboard.ui import PageContext, run_page, to_datetime
 
 ALL = "(all)"
@@ -16,7 +18,7 @@ ALL = "(all)"
 def _band(ctx: PageContext, win: pd.DataFrame, model: str) -> tuple[pd.DataFrame, str]:
     """The stored baseline for this model if the anomaly part keeps one, else a rolling one."""
     try:
-        stored = sources.baseline_band(ctx.store, ctx.start, ctx.end)
+        stored = cached(ctx.store, sources.baseline_band, ctx.start, ctx.end)
     except sources.SourceMissing:
         stored = pd.DataFrame()
     if not stored.empty:
@@ -37,7 +39,7 @@ def _band(ctx: PageContext, win: pd.DataFrame, model: str) -> tuple[pd.DataFrame
 
 
 def body(ctx: PageContext) -> None:
-    models = queries.chain_models(ctx.store, ctx.start, ctx.end)
+    models = cached(ctx.store, queries.chain_models, ctx.start, ctx.end)
     if not models:
         st.info("No traced requests in this window, so no latency quantiles. Traces come from "
                 "the load generator through the router to Triton (`warden up` with tracing on).")
@@ -45,19 +47,19 @@ def body(ctx: PageContext) -> None:
         return
     c1, c2 = st.columns(2)
     model = c1.selectbox("Model", models, key="latency_model")
-    lat = queries.chain_latencies(ctx.store, ctx.start, ctx.end, model=model)
+    lat = cached(ctx.store, queries.chain_latencies, ctx.start, ctx.end, model=model)
     reps = sorted(str(r) for r in lat["replica"].unique())
     replica = c2.selectbox("Replica", [ALL, *reps], key="latency_replica")
     if replica != ALL:
-        lat = queries.chain_latencies(ctx.store, ctx.start, ctx.end, model=model,
-                                      replica=replica)
+        lat = cached(ctx.store, queries.chain_latencies, ctx.start, ctx.end, model=model,
+                     replica=replica)
     window_s = queries.bucket_seconds(ctx.start, ctx.end, points=120, minimum=10.0)
     win = queries.latency_windows(lat, window_s)
-    anomalies = ctx.store.anomalies(ctx.start, ctx.end)
+    anomalies = cached(ctx.store, Store.anomalies, ctx.start, ctx.end)
     band, caption = _band(ctx, win, model)
-    st.plotly_chart(charts.band_figure(win, band, anomalies,
-                                       f"{model}: latency quantiles per {window_s:g} s window"),
-                    key="latency_quantiles")
+    data, spec = charts.band_spec(win, band, anomalies,
+                                  f"{model}: latency quantiles per {window_s:g} s window")
+    st.vega_lite_chart(data, spec, key="latency_quantiles")
     st.caption(caption + (" " + queries.sample_note(lat) if queries.sample_note(lat) else ""))
     st.subheader("Jitter")
     jit = queries.latency_windows(lat, window_s, by=("replica",))
@@ -79,7 +81,7 @@ def body(ctx: PageContext) -> None:
 
 def _anomaly_table(ctx: PageContext, df: pd.DataFrame | None = None) -> None:
     st.subheader("Anomalies")
-    df = ctx.store.anomalies(ctx.start, ctx.end) if df is None else df
+    df = cached(ctx.store, Store.anomalies, ctx.start, ctx.end) if df is None else df
     if df.empty:
         st.info("No anomalies detected in this window.")
         return

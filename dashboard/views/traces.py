@@ -8,6 +8,8 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import charts, queries
+from dashboard.cache import cached
+from warden.store import Store
 from dashboard.ui import PageContext, guarded, run_page, to_datetime
 from warden.records import Stage
 
@@ -39,8 +41,8 @@ def _waterfall(ctx: PageContext, row: pd.Series) -> None:
             "span": [f"{n} ({s})" for n, s in zip(spans["name"], spans["service"], strict=True)],
             "start_s": (spans["start_ns"] - t0) / 1e9,
             "duration_s": (spans["end_ns"] - spans["start_ns"]) / 1e9})
-        st.plotly_chart(charts.waterfall_figure(bars, "Spans as received", label="span"),
-                        key="traces_waterfall")
+        st.vega_lite_chart(*charts.waterfall_spec(bars, "Spans as received", label="span"),
+                           key="traces_waterfall")
         st.caption("Offsets from the raw spans kept for this trace.")
     else:
         stages = {s: float(row[s]) for s in STAGES if pd.notna(row.get(s))}
@@ -48,8 +50,8 @@ def _waterfall(ctx: PageContext, row: pd.Series) -> None:
         if bars.empty:
             st.info("This chain has no stage durations recorded.")
             return
-        st.plotly_chart(charts.waterfall_figure(bars, "Stages, client to GPU"),
-                        key="traces_waterfall")
+        st.vega_lite_chart(*charts.waterfall_spec(bars, "Stages, client to GPU"),
+                           key="traces_waterfall")
         st.caption("Durations as measured; start offsets estimated from the nesting of stages "
                    "(raw spans were not kept for this trace).")
     durations = pd.DataFrame({"stage": [s for s in STAGES if pd.notna(row.get(s))],
@@ -59,7 +61,7 @@ def _waterfall(ctx: PageContext, row: pd.Series) -> None:
 
 
 def body(ctx: PageContext) -> None:
-    models = queries.chain_models(ctx.store, ctx.start, ctx.end)
+    models = cached(ctx.store, queries.chain_models, ctx.start, ctx.end)
     if not models:
         st.info("No request chains in this window. Chains are joined from OTLP traces sent by "
                 "the load generator, the router and Triton.")
@@ -68,8 +70,8 @@ def body(ctx: PageContext) -> None:
     model = c1.selectbox("Model", [ALL, *models], key="traces_model")
     replica = c2.text_input("Replica (blank for all)", key="traces_replica").strip() or None
     limit = int(c3.number_input("Chains", 5, 200, 20, step=5, key="traces_limit"))
-    slow = ctx.store.slowest_chains(None if model == ALL else model, ctx.start, ctx.end,
-                                    limit=limit, replica=replica)
+    slow = cached(ctx.store, Store.slowest_chains, None if model == ALL else model, ctx.start,
+                  ctx.end, limit=limit, replica=replica)
     if slow.empty:
         st.info("No chains match this model and replica in the window.")
         return

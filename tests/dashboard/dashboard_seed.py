@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from remediation.audit import AuditLog, AuditRow
+from remediation.changes import Change
 from warden.alerting.outbox import Outbox
 from warden.alerting.payload import build_webhook_payload
 from warden.alerting.silences import SilenceStore
@@ -32,10 +34,6 @@ T0 = 1_700_000_000.0
 DURATION_S = 600
 REPLICAS = ("r0", "r1", "r2")
 MODELS = ("synth", "mlp")
-AUDIT_DDL = """CREATE TABLE IF NOT EXISTS action_audit (
-    ts REAL NOT NULL, runbook TEXT NOT NULL, step TEXT NOT NULL, target TEXT NOT NULL,
-    params TEXT NOT NULL, idempotency_key TEXT NOT NULL, status TEXT NOT NULL,
-    evidence TEXT NOT NULL, result TEXT NOT NULL)"""
 
 
 @dataclass
@@ -46,7 +44,7 @@ class Seeded:
     chains: list[RequestChain] = field(default_factory=list)
     gpu: list[GpuReading] = field(default_factory=list)
     anomalies: list[Anomaly] = field(default_factory=list)
-    audit: list[tuple[Any, ...]] = field(default_factory=list)
+    audit: list[AuditRow] = field(default_factory=list)
     journals: list[dict[str, Any]] = field(default_factory=list)
     span_trace: str = ""
 
@@ -74,6 +72,58 @@ def baselines_table(db: Path, rows: list[tuple[Any, ...]]) -> None:
                        "labels TEXT, ts REAL, lower REAL, median REAL, upper REAL)")
     store.insert_rows("baselines", ("series", "labels", "ts", "lower", "median", "upper"), rows)
     store.close()
+
+
+def write_audit(conn: Any) -> list[AuditRow]:
+    """Remediation's own audit writer (:class:`remediation.audit.AuditLog`), phase by phase.
+
+    Five executions: one applied and verified, one applied, failed its verify and rolled back,
+    one refused by a guard, one whose actuator failed, one stopped mid-action (a ``before`` row
+    only). Returns the rows as remediation's reader gives them back.
+    """
+    now = [0.0]
+    log = AuditLog(conn, clock=lambda: now[0])
+
+    def at(t: float, **kw: Any) -> None:
+        now[0] = T0 + t
+        log.record(**kw)
+
+    scale = Change("scale", "synth", {"replicas": 3}, inverse=Change("scale", "synth",
+                                                                      {"replicas": 2}))
+    lite = Change("variant", "mlp", {"variant": "lite", "fraction": 0.3},
+                  inverse=Change("variant", "mlp", {"variant": "lite", "fraction": 0.0},
+                                 reduces_capacity=True))
+    state = {"models": {"synth": {"replicas": 2, "healthy": 2}}}
+    e1 = dict(runbook="p99_drift", step="scale_out", change=scale, key="e1/scale_out/0",
+              execution="e1")
+    at(505, **e1, phase="before", status="applying", evidence={"p99_ms": 200, "state": state})
+    at(506, **e1, phase="after", status="applied", result=scale.describe())
+    at(530, runbook="p99_drift", step="verify", change=scale, key="e1", phase="verify",
+       status="verified", evidence={"sli": "p99_s", "value": 0.031, "ok": True},
+       result="p99_s=0.031 < 0.05 after 24.0s", execution="e1")
+    e2 = dict(runbook="degrade", step="variant_split", change=lite, key="e2/variant_split/0",
+              execution="e2")
+    at(560, **e2, phase="before", status="applying", evidence={"error_ratio": 0.2})
+    at(561, **e2, phase="after", status="applied", result=lite.describe())
+    at(570, runbook="degrade", step="verify", change=lite, key="e2", phase="verify",
+       status="failed", evidence={"sli": "error_ratio", "value": 0.2, "ok": False},
+       result="error_ratio=0.2 not < 0.05 within 10s", execution="e2")
+    rb = dict(runbook="degrade", step="rollback", change=lite.inverse, key="e2/rollback/0",
+              execution="e2")
+    at(571, **rb, phase="before", status="applying")
+    at(572, **rb, phase="after", status="rolled_back", result=lite.inverse.describe())
+    at(580, runbook="p99_drift", step="scale_out", change=scale, key="e3/scale_out/0",
+       phase="refused", status="skipped", result="cooldown: synth changed 74 s ago",
+       execution="e3")
+    restart = Change("restart", "synth", {"replica": "r9"}, target="synth/r9")
+    e4 = dict(runbook="replica_down", step="restart", change=restart, key="e4/restart/0",
+              execution="e4")
+    at(585, **e4, phase="before", status="applying")
+    at(586, **e4, phase="after", status="failed", result="KeyError: replica r9 unknown")
+    at(595, runbook="p99_drift", step="scale_out", change=Change("scale", "synth",
+                                                                 {"replicas": 4}),
+       key="e5/scale_out/0", phase="before", status="applying", execution="e5")
+    return AuditLog(conn, clock=lambda: now[0], create=False).rows()
 
 
 def seed(db: Path, home: Path) -> Seeded:
@@ -138,18 +188,6 @@ def seed(db: Path, home: Path) -> Seeded:
     ]
     store.write_anomalies(out.anomalies)
 
-    store.ensure_table("action_audit", AUDIT_DDL, ts_column="ts")
-    out.audit = [
-        (T0 + 505, "p99_drift", "scale_out", "synth", json.dumps({"replicas": 3}), "k1",
-         "applied", json.dumps({"p99_ms": 200}), ""),
-        (T0 + 530, "p99_drift", "scale_out", "synth", json.dumps({"replicas": 3}), "k1",
-         "verified", json.dumps({"p99_ms": 31}), "P99 back under SLO in 25 s"),
-        (T0 + 570, "degrade", "variant_split", "mlp", json.dumps({"fraction": 0.3}), "k2",
-         "rolled_back", json.dumps({"error_ratio": 0.2}), "SLI did not recover"),
-    ]
-    store.insert_rows("action_audit", ("ts", "runbook", "step", "target", "params",
-                                       "idempotency_key", "status", "evidence", "result"),
-                      out.audit)
     store.close()
 
     conn = open_db(db)
@@ -169,6 +207,7 @@ def seed(db: Path, home: Path) -> Seeded:
     box.mark_delivered(items["n1"].id, now=T0 + 503, status_code=200)
     box.mark_failed(items["n2"].id, now=T0 + 451, result=DeliveryResult(False, False, 400, "bad"),
                     next_attempt_at=T0 + 451, dead=True)
+    out.audit = write_audit(conn)
     SilenceStore(conn).add(["alertname=ReplicaDown"], now=T0 + 590, duration_s=3600,
                            created_by="oncall", comment="r2 being replaced")
     conn.close()

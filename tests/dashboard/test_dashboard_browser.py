@@ -27,7 +27,7 @@ PAGES: dict[str, tuple[tuple[str, ...], int]] = {
     "latency": (("Latency", "Jitter", "Anomalies", "P99 (ms)"), 2),
     "traces": (("Traces", "Slowest 20 chains", "Offsets from the raw spans", "GPU at that time"),
                1),
-    "gpus": (("GPUs", "SIMULATED", "Throttle reasons", "Devices"), 8),
+    "gpus": (("GPUs", "SIMULATED", "Throttle reasons", "Devices"), 1),
     "alerts": (("Alert timeline", "Notification outbox", "Remediation audit", "Evidence"), 1),
     "chaos": (("Chaos", "Experiments", "Timeline", "broken.json"), 2),
 }

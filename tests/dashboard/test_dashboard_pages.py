@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from dashboard_helpers import figure, frame, metrics, texts, vega
+from dashboard_helpers import frame, metrics, texts, vega
 from dashboard_seed import DURATION_S, REPLICAS, T0, baselines_table, seed
 
 from dashboard.queries import bucket_seconds
@@ -103,11 +103,20 @@ def test_latency_quantiles_band_and_anomalies(seeded, page):
     an = frame(at, "detector", "series", "score")
     assert sorted(an["detector"]) == ["p99_drift", "variance"]
     assert sorted(an["score"]) == pytest.approx(sorted(a.score for a in seeded.anomalies))
-    traces = figure(at)
-    names = [t.get("name") for t in traces]
-    assert {"P50", "P95", "P99", "baseline band", "anomaly"} <= set(names)
-    marks = next(t for t in traces if t.get("name") == "anomaly")
-    assert len(marks["x"]) == len(seeded.anomalies)
+    spec, data = vega(at, 0)
+    assert set(data["series"]) == {"P50", "P95", "P99", "baseline", "anomaly"}
+    marks = data[data["layer"] == "anomaly"]
+    assert sorted(marks["t"]) == pytest.approx(sorted(a.ts * 1000 for a in seeded.anomalies))
+    # P99 per window (30 s over the default hour) is the store's chains' P99, in ms
+    step = bucket_seconds(seeded.end + 1e-3 - 3600, seeded.end + 1e-3, 120, 10.0)
+    p99 = data[data["series"] == "P99"].set_index("t")["v"]
+    by_win: dict[float, list[float]] = {}
+    for c in seeded.chains:
+        if c.model == "mlp":
+            by_win.setdefault(c.ts // step * step * 1000, []).append(c.latency_s)
+    assert sorted(p99.index) == pytest.approx(sorted(by_win))
+    for t, v in list(by_win.items())[::5]:
+        assert p99[t] == pytest.approx(np.quantile(v, 0.99) * 1000)
     assert any("computed here from history" in c for c in texts(at, "caption"))
     # a replica filter narrows the numbers to that replica's chains
     at.selectbox(key="latency_replica").select("r0").run()
@@ -123,8 +132,10 @@ def test_latency_uses_stored_baselines_when_present(tmp_path, page):
     at = page("latency.py", s.db)
     _clean(at)
     assert any("stored baseline of `request_latency_seconds`" in c for c in texts(at, "caption"))
-    band = next(t for t in figure(at) if t.get("name") == "baseline band")
-    assert band["y"] == pytest.approx([10.0] * len(rows))  # lower bound, in ms
+    spec, data = vega(at, 0)
+    band = data[data["layer"] == "band"]
+    assert list(band["lo"]) == pytest.approx([10.0] * len(rows))  # lower bound, in ms
+    assert list(band["hi"]) == pytest.approx([40.0] * len(rows))
 
 
 def test_traces_slowest_chain_waterfall_and_gpu(seeded, page):
@@ -138,7 +149,9 @@ def test_traces_slowest_chain_waterfall_and_gpu(seeded, page):
     assert table["trace_id"].iloc[0] == top.trace_id == seeded.span_trace
     assert metrics(at)["Latency (ms)"] == f"{top.latency_s * 1000:.2f}"
     assert any("raw spans kept" in c for c in texts(at, "caption"))
-    assert figure(at)[0]["y"][0].startswith("warden.client")
+    _, bars = vega(at, 0)
+    assert bars["label"].iloc[0].startswith("warden.client")
+    assert bars["ms"].iloc[0] == pytest.approx(top.latency_s * 1000, rel=1e-6)
     # a chain without raw spans: stage waterfall from durations, and its GPU reading
     other = next(c for c in ranked[1:20] if c.gpu is not None)
     at.selectbox(key="traces_pick").select(other.trace_id).run()
@@ -168,9 +181,15 @@ def test_gpus_latest_readings_simulated_marked_and_throttling(seeded, page):
     want = sum(1 for g in seeded.gpu if g.throttle_reasons)
     assert thr.to_dict("records")[0]["readings"] == want
     assert list(thr["reason"]) == ["sw_thermal_slowdown"]
-    assert len(at.get("vega_lite_chart")) == 8
-    spec, data = vega(at, 0)
-    assert spec["title"] == "Temperature"
+    assert len(at.get("vega_lite_chart")) == 1  # eight panels in one faceted chart
+    spec, panels = vega(at, 0)
+    assert list(dict.fromkeys(panels["panel"])) == [
+        "Temperature (°C)", "SM clock (MHz)", "Power (W)", "Utilisation (fraction)",
+        "Memory used (GiB)", "Allocator: reserved (GiB)", "Allocator: allocated (GiB)",
+        "Share of readings throttled (fraction)"]
+    mem = panels[panels["panel"] == "Memory used (GiB)"]
+    assert set(mem["v"]) == {4.0}  # 4 GiB in bytes, shown in GiB
+    data = panels[panels["panel"] == "Temperature (°C)"]
     assert set(data["series"]) == {"gpu0 (simulated)", "gpu1", "gpu2 (simulated)"}
     # the default range (1 h) over 1 s readings: exact means per aligned bucket
     step = bucket_seconds(0, 3600, 300)
@@ -182,13 +201,12 @@ def test_gpus_latest_readings_simulated_marked_and_throttling(seeded, page):
     assert len(g0) == len({g.ts // step for g in seeded.gpu if g.device == "gpu0"})
 
 
-def test_alerts_outbox_and_audit(seeded, page):
+def test_alerts_timeline_silences_and_outbox(seeded, page):
     at = page("alerts.py", seeded.db)
     _clean(at)
     m = metrics(at)
     assert (m["Alerts"], m["Firing"], m["Resolved"]) == ("2", "1", "1")
     assert (m["Outbox pending"], m["Outbox delivered"], m["Outbox dead"]) == ("0", "1", "1")
-    assert (m["Actions"], m["Verified"], m["Rolled back"], m["Failed"]) == ("3", "1", "1", "0")
     alerts = frame(at, "alertname", "status", "starts").set_index("alertname")
     assert alerts.loc["ReplicaDown", "status"] == "resolved"
     assert alerts.loc["LatencyP99High", "status"] == "firing"
@@ -198,13 +216,55 @@ def test_alerts_outbox_and_audit(seeded, page):
     box = frame(at, "state", "attempts", "last_status")
     assert sorted(zip(box["group_key"], box["state"])) == [("LatencyP99High", "delivered"),
                                                            ("ReplicaDown", "dead")]
-    audit = frame(at, "runbook", "step", "evidence")
-    newest_first = sorted(seeded.audit, key=lambda r: -r[0])
-    assert list(audit["status"]) == [r[6] for r in newest_first]
-    assert list(audit["evidence"]) == [json.dumps(json.loads(r[7]), sort_keys=True)
-                                       for r in newest_first]
-    assert at.json[0].value == newest_first[0][7].replace(" ", "").replace(":", ": ") or \
-        json.loads(at.json[0].value) == json.loads(newest_first[0][7])
+
+
+def test_alerts_audit_matches_remediations_own_audit_table(seeded, page):
+    """The store's audit was written by remediation.audit.AuditLog; the page shows its rows."""
+    at = page("alerts.py", seeded.db)
+    _clean(at)
+    rows = seeded.audit  # as remediation's reader returns them, oldest first
+    m = metrics(at)
+    keys = {r.idempotency_key for r in rows if r.phase != "verify"}
+    after = {r.idempotency_key: r.status for r in rows if r.phase == "after"}
+    assert m["Actions"] == str(len(keys)) == "6"
+    assert m["Applied"] == str(sum(s == "applied" for s in after.values())) == "2"
+    assert m["Rolled back"] == "1" and m["Failed"] == "1"
+    assert m["Refused"] == str(sum(r.phase == "refused" for r in rows)) == "1"
+    assert m["Verified"] == str(sum(r.phase == "verify" and r.status == "verified"
+                                    for r in rows)) == "1"
+    assert any("no outcome recorded" in w for w in texts(at, "warning"))  # e5: before only
+
+    # every audit row, newest first, with its phase, status, execution and evidence
+    table = frame(at, "phase", "status", "execution", "evidence")
+    newest = sorted(rows, key=lambda r: (-r.ts, -r.id))
+    assert len(table) == len(rows)
+    assert list(table["phase"]) == [r.phase for r in newest]
+    assert list(table["status"]) == [r.status for r in newest]
+    assert list(table["execution"]) == [r.execution for r in newest]
+    assert list(table["result"]) == [r.result for r in newest]
+    assert [json.loads(e) for e in table["evidence"]] == [r.evidence for r in newest]
+    assert list(table["change"].iloc[-2:]) == ["scale synth to 3"] * 2  # e1 before/after
+
+    # one row per action: its outcome from the after row, refused, or still applying
+    acts = frame(at, "outcome", "verified", "change").set_index("execution")
+    assert acts.loc["e1", "outcome"] == "applied" and acts.loc["e1", "verified"] == "verified"
+    assert acts.loc["e3", "outcome"] == "refused"
+    assert acts.loc["e3", "result"] == next(r.result for r in rows if r.phase == "refused")
+    assert acts.loc["e4", "outcome"] == "failed"
+    assert acts.loc["e5", "outcome"] == "applying"
+    e2 = acts.loc[["e2"]].set_index("step")
+    assert e2.loc["variant_split", "outcome"] == "applied"
+    assert e2.loc["variant_split", "verified"] == "failed"
+    assert e2.loc["rollback", "outcome"] == "rolled_back"
+    assert e2.loc["variant_split", "change"] == "mlp lite 30%"
+
+    # the evidence panel shows the newest row's evidence and outcome
+    assert json.loads(at.json[0].value) == newest[0].evidence
+    pick = next(i for i, r in enumerate(newest) if r.phase == "before" and r.execution == "e1")
+    at.selectbox(key="alerts_action").select(pick).run()
+    _clean(at)
+    assert json.loads(at.json[0].value) == rows[0].evidence  # p99 and the fleet state
+    assert json.loads(at.json[1].value)["change"]["args"] == {"replicas": 3}
 
 
 def test_chaos_journals_table_and_timeline(seeded, page):

@@ -209,3 +209,79 @@ def test_cli_registers_and_builds_headless_loopback_command(tmp_path):
                  "--browser.gatherUsageStats false"):
         assert flag in joined
     assert cmd[-2:] == ["--db", str(tmp_path / "w.db")]
+
+
+def test_line_spec_bounds_points_per_series():
+    n = charts.MAX_POINTS_PER_SERIES * 3 + 7
+    df = pd.DataFrame({"ts": list(range(n)) * 2, "v": [1.0] * (2 * n),
+                       "r": ["a"] * n + ["b"] * n})
+    data, spec = charts.line_spec(df, "v", "r", "t")
+    per = data.groupby("series").size()
+    assert set(per.index) == {"a", "b"} and per.max() <= charts.MAX_POINTS_PER_SERIES
+    assert per.min() > charts.MAX_POINTS_PER_SERIES // 2  # thinned evenly, not truncated
+    assert data["t"].max() > (n - 10) * 1000  # still reaches the end of the range
+
+
+def test_band_spec_layers_and_empty_inputs():
+    empty = pd.DataFrame(columns=["window_start", "p50", "p95", "p99"])
+    data, spec = charts.band_spec(empty, None, pd.DataFrame(), "t")
+    assert data.empty and len(spec["layer"]) == 4  # an empty chart, not an error
+    win = pd.DataFrame({"window_start": [0.0, 30.0], "p50": [0.01, 0.02], "p95": [0.02, 0.03],
+                        "p99": [0.03, 0.05]})
+    an = pd.DataFrame({"ts": [31.0], "detector": ["d"], "series": ["s"], "score": [0.5]})
+    data, _ = charts.band_spec(win, None, an, "t")
+    assert data[data["series"] == "P99"]["v"].tolist() == pytest.approx([30.0, 50.0])
+    mark = data[data["layer"] == "anomaly"].iloc[0]
+    assert mark["t"] == 31_000 and mark["v"] == pytest.approx(52.5)  # above the top P99
+    assert "d on s" in mark["text"]
+
+
+def test_chain_latencies_samples_every_replica_past_the_row_limit(store):
+    from warden.records import RequestChain
+
+    reps = [f"r{i}" for i in range(10)]
+    store.write_chains(RequestChain(f"{i:08x}{k:02x}", 100.0 + i, "m" if k % 2 else "n", "full",
+                                    r, 0.01 * (k + 1), {}, span_count=1)
+                       for i in range(1000) for k, r in enumerate(reps))
+    full = queries.chain_latencies(store, 100.0, 1100.0)
+    assert full.attrs == {"total": 10_000, "stride": 1} and len(full) == 10_000
+    df = queries.chain_latencies(store, 300.0, 900.0, max_rows=1000)
+    assert df.attrs["total"] == 6000 and df.attrs["stride"] == 6
+    assert 900 <= len(df) <= 1100
+    assert df["ts"].between(300.0, 900.0, inclusive="left").all()
+    assert set(df["replica"]) == set(reps)  # a stride of 6 over 10 interleaved replicas
+    assert df.groupby("replica").size().min() >= 60  # ... does not alias onto a few of them
+    assert list(df["ts"]) == sorted(df["ts"])
+    again = queries.chain_latencies(store, 300.0, 900.0, max_rows=1000)
+    assert again.equals(df)  # the same sample on every refresh
+    only = queries.chain_latencies(store, 300.0, 900.0, model="m", max_rows=1000)
+    assert set(only["model"]) == {"m"} and 900 <= len(only) <= 1100
+    assert "about 1 in 6 of 6,000" in queries.sample_note(df)
+
+
+def test_cached_reads_are_keyed_on_store_and_window(tmp_path):
+    from dashboard.cache import cached
+    from warden.records import RequestChain
+
+    def chain(i: int, model: str) -> RequestChain:
+        return RequestChain(f"{model}{i:08x}", float(i), model, "full", "r0", 0.01, {},
+                            span_count=1)
+
+    store = Store(tmp_path / "a.db")
+    store.write_chains([chain(1, "m1")])
+    assert cached(store, queries.chain_models, 0.0, 10.0) == ["m1"]
+    store.write_chains([chain(5, "m2")])
+    # same store, same window: the answer of a moment ago (the TTL bounds it)
+    assert cached(store, queries.chain_models, 0.0, 10.0) == ["m1"]
+    # new data moves the window's end, which is part of the key: read afresh
+    assert cached(store, queries.chain_models, 0.0, 10.5) == ["m1", "m2"]
+    other = Store(tmp_path / "b.db")  # another store at the same window: its own entry
+    assert cached(other, queries.chain_models, 0.0, 10.0) == []
+    df = cached(store, queries.chain_latencies, 0.0, 10.5, model="m2")
+    df["latency_s"] = 9.0  # callers get a copy
+    assert cached(store, queries.chain_latencies, 0.0, 10.5, model="m2")["latency_s"].tolist() \
+        == [0.01]
+    assert cached(store, Store.slowest_chains, None, 0.0, 10.5, limit=1)["model"].iloc[0] in \
+        {"m1", "m2"}
+    store.close()
+    other.close()
