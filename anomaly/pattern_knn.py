@@ -12,7 +12,9 @@ up to ``history - length`` past patterns that do not overlap it (held in a ring 
 (sigma * sqrt(length))`` where ``sigma`` is the running standard deviation of every value before
 ``x_t``. So ``raw`` is a per-value distance in units of the series' own scale, comparable across
 series. Cost per point: one vectorised distance computation over the ring buffer
-(``O(history * length)`` in numpy). Score: ``raw / (raw + alarm_distance)``, 0.5 at
+(``O(history * length)`` in numpy), about 10,000 points/s through ``update``. ``score_series`` on a
+fresh detector computes the same distances in blocks (``batch_raw``), many times faster, and
+leaves the same state behind (the NAB evaluation's path). Score: ``raw / (raw + alarm_distance)``, 0.5 at
 ``raw = alarm_distance``; :class:`anomaly.ensemble.EnsembleDetector` reads ``raw_`` instead and
 calibrates it with the anomaly likelihood.
 """
@@ -27,7 +29,28 @@ import numpy as np
 
 from anomaly._base import StreamingDetector, check_float, check_int
 
-__all__ = ["PatternKnnDetector"]
+__all__ = ["PatternKnnDetector", "accepted_mask"]
+
+_BLOCK = 512  # current patterns per block in batch_raw: a (block, block + history) distance matrix
+_SPARE = 4  # candidates beyond k whose distances batch_raw recomputes exactly
+
+
+def accepted_mask(ts: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, int]:
+    """Which points a fresh detector's ``update`` would score, and how many it would reject.
+
+    The base class's rules: a time not after the last accepted one is rejected (counted); a
+    NaN or infinite value is skipped (not counted).
+    """
+    ok = np.zeros(len(ts), dtype=bool)
+    last: float | None = None
+    rejected = 0
+    for i, (t, v) in enumerate(zip(ts.tolist(), values.tolist())):
+        if last is not None and not t > last:
+            rejected += 1
+        elif v - v == 0.0:
+            ok[i] = True
+            last = t
+    return ok, rejected
 
 
 class PatternKnnDetector(StreamingDetector):
@@ -111,6 +134,118 @@ class PatternKnnDetector(StreamingDetector):
             raw = math.sqrt(near) / (sigma * math.sqrt(L))
         self.raw_ = raw
         return raw / (raw + self.alarm_distance)
+
+    # -- batch path ---------------------------------------------------------------------------
+    def batch_raw(self, x: np.ndarray) -> np.ndarray:
+        """``raw_`` after each of ``x`` (shape ``(n,)``, all finite) streamed into a fresh detector.
+
+        Same distances as ``_score``, computed a block of current patterns at a time against
+        every past pattern they may see (masked outside ``[j - history, j - length)``), so it
+        costs numpy time rather than Python time per point.
+        """
+        x = np.asarray(x, dtype=float)
+        n, L, H, k = len(x), self.length, self.history, self.k
+        out = np.zeros(n)
+        if n < L:
+            return out
+        # sigma before x_t: population std of x[:t], shifted by x[0] against cancellation
+        y = x - x[0]
+        cnt = np.arange(1, n + 1, dtype=float)
+        mean = np.cumsum(y) / cnt
+        var = np.maximum(np.cumsum(y * y) / cnt - mean * mean, 0.0)
+        sigma = np.empty(n)
+        sigma[0] = 0.0
+        sigma[1:] = np.sqrt(var[:-1])
+        sigma += 1e-9 * (np.abs(np.concatenate([[0.0], mean[:-1] + x[0]])) + 1.0)
+        win = np.lib.stride_tricks.sliding_window_view(x, L)  # win[j] ends at t = j + L - 1
+        first_t = L + self.min_points
+        for a in range(0, len(win), _BLOCK):
+            b = min(a + _BLOCK, len(win))
+            lo = max(0, a - H)
+            hi = b - L  # past patterns index < j - L
+            if hi <= lo:
+                continue
+            j = np.arange(a, b)
+            t = j + L - 1
+            avail = np.minimum(np.maximum(j - L, 0), H - L)  # patterns in the ring at t
+            use = (t >= first_t) & (avail >= k)
+            if not use.any():
+                continue
+            j, t = j[use], t[use]
+            # candidates by BLAS (|c|^2 + |r|^2 - 2 c.r on values centred in the block), then
+            # exact distances for the few best, so near-ties and flat series stay exact
+            c0 = float(x[lo:b + L - 1].mean())
+            ref = win[lo:hi] - c0
+            cur = win[j] - c0
+            d = (cur * cur).sum(1)[:, None] + (ref * ref).sum(1)[None, :] - 2.0 * (cur @ ref.T)
+            i = np.arange(lo, hi)[None, :]
+            d[(i < j[:, None] - H) | (i >= j[:, None] - L)] = np.inf  # ring: history - length
+            m = min(k + _SPARE, d.shape[1])
+            cand = np.argpartition(d, m - 1, axis=1)[:, :m]  # (rows, m) indices into ref
+            exact = ((ref[cand] - cur[:, None, :]) ** 2).sum(axis=2)
+            exact[~np.isfinite(np.take_along_axis(d, cand, axis=1))] = np.inf
+            near = np.sort(exact, axis=1)[:, :k].mean(axis=1)
+            out[t] = np.sqrt(near) / (sigma[t] * math.sqrt(L))
+        return out
+
+    def absorb(self, x: np.ndarray, raws: np.ndarray) -> None:
+        """Set the learned state as if ``x`` (finite, shape ``(n,)``) had been streamed in."""
+        x = np.asarray(x, dtype=float)
+        n, L = len(x), self.length
+        self._reset_learned()
+        if n == 0:
+            return
+        cap = len(self.ref_)
+        starts = np.arange(max(0, n - 2 * L - cap), n - 2 * L)  # patterns that left the overlap
+        if len(starts):
+            win = np.lib.stride_tricks.sliding_window_view(x, L)
+            ring = win[starts]
+            self.ref_[: len(ring)] = ring
+            self.filled_ = len(ring)
+            self.pos_ = len(ring) % cap
+        self.last_.extend(x[-(2 * L + 1) :].tolist())
+        self.count_ = n
+        self.mean_ = float(x.mean())
+        self.m2_ = float(((x - self.mean_) ** 2).sum())
+        self.raw_ = float(raws[-1])
+
+    def _reset_learned(self) -> None:
+        self.ref_[:] = 0.0
+        self.filled_ = 0
+        self.pos_ = 0
+        self.last_.clear()
+        self.count_ = 0
+        self.mean_ = 0.0
+        self.m2_ = 0.0
+        self.raw_ = 0.0
+
+    def is_fresh(self) -> bool:
+        """Nothing learned or scored yet (the batch path applies)."""
+        return self.count_ == 0 and self.last_ts_ is None and self.rejected_ == 0
+
+    def score_series(self, ts: np.ndarray, values: np.ndarray) -> np.ndarray:
+        """As ``update`` over the arrays; batched (``batch_raw``) on a fresh detector."""
+        ts = np.asarray(ts, dtype=float)
+        values = np.asarray(values, dtype=float)
+        if not self.is_fresh() or values.ndim != 1:
+            return super().score_series(ts, values)
+        ok, rejected = accepted_mask(ts, values)
+        x = values[ok]
+        raws = self.batch_raw(x)
+        scores = raws / (raws + self.alarm_distance)
+        out = np.zeros(len(ts))
+        if len(x):
+            idx = np.flatnonzero(ok)
+            out[idx] = scores
+            # a rejected point repeats the last accepted score (0 before any)
+            pos = np.maximum.accumulate(np.where(ok, np.arange(len(ts)), -1))
+            out = np.where(pos >= 0, out[np.maximum(pos, 0)], 0.0)
+            self.absorb(x, raws)
+            self.last_ts_ = float(ts[idx[-1]])
+            self.last_score_ = float(scores[-1])
+            self.n_seen_ = len(x)
+        self.rejected_ = rejected
+        return out
 
     def _state(self) -> dict[str, Any]:
         # the ring in age order, oldest first, so a restore needs no slot bookkeeping
