@@ -177,9 +177,12 @@ class PatternKnnDetector(StreamingDetector):
             c0 = float(x[lo:b + L - 1].mean())
             ref = win[lo:hi] - c0
             cur = win[j] - c0
-            d = (cur * cur).sum(1)[:, None] + (ref * ref).sum(1)[None, :] - 2.0 * (cur @ ref.T)
-            i = np.arange(lo, hi)[None, :]
-            d[(i < j[:, None] - H) | (i >= j[:, None] - L)] = np.inf  # ring: history - length
+            d = cur @ ref.T
+            d *= -2.0
+            d += (cur * cur).sum(1)[:, None]
+            d += (ref * ref).sum(1)[None, :]
+            # outside the ring (history - length patterns): the mask depends on j - i only
+            np.putmask(d, self._band(j - lo), np.inf)
             m = min(k + _SPARE, d.shape[1])
             cand = np.argpartition(d, m - 1, axis=1)[:, :m]  # (rows, m) indices into ref
             exact = ((ref[cand] - cur[:, None, :]) ** 2).sum(axis=2)
@@ -187,6 +190,21 @@ class PatternKnnDetector(StreamingDetector):
             near = np.sort(exact, axis=1)[:, :k].mean(axis=1)
             out[t] = np.sqrt(near) / (sigma[t] * math.sqrt(L))
         return out
+
+    def _band(self, rows: np.ndarray) -> np.ndarray:
+        """Mask of past patterns outside the ring for consecutive current patterns ``rows`` (j - lo).
+
+        It depends on ``j - i`` only, so every full block shares one (cached, a few kept).
+        """
+        key = (rows[0], len(rows))
+        cache = self.__dict__.setdefault("_bands", {})
+        if key not in cache:
+            if len(cache) > 8:
+                cache.clear()
+            off = rows[:, None] - np.arange(rows[-1] + 1)[None, :]  # j - i
+            width = max(rows[-1] - self.length + 1, 0)  # columns lo .. hi - 1 used by the block
+            cache[key] = ((off > self.history) | (off <= self.length))[:, :width]
+        return cache[key]
 
     def absorb(self, x: np.ndarray, raws: np.ndarray) -> None:
         """Set the learned state as if ``x`` (finite, shape ``(n,)``) had been streamed in."""
