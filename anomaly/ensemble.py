@@ -11,6 +11,12 @@ across detectors and series) before the ``max``: the "max of calibrated scores" 
 ensembles. The two-window changepoint test and the seasonal P99 CUSUM can join
 (``use_changepoint``, ``use_p99``); on NAB they did not pay (see ``benchmarks/nab_scores.py``).
 
+Why the kNN gates the views: a value far from the window's mean is not news when the whole
+recent pattern has been seen before (a spike that comes every day). The views' calibrated score
+is multiplied by ``clip(knn_raw / knn_gate, gate_floor, 1)``: up to halved while the pattern's
+distance to its nearest past patterns is under ``knn_gate`` (in the series' standard deviations
+per value). ``knn_gate=0`` turns this off.
+
 Why the refractory extends: NAB credits the first detection in a window and charges every other
 detection outside it. After an alarm the detector stays silent for ``refractory`` points, and any
 further alarm-level score heard during that silence pushes the end out to at least ``extend``
@@ -62,6 +68,8 @@ class EnsembleDetector(StreamingDetector):
         use_changepoint: bool = False,
         use_p99: bool = False,
         weight: float = 1.0,
+        knn_gate: float = 1.0,
+        gate_floor: float = 0.5,
     ) -> None:
         super().__init__()
         self.short = check_int("short", short, 1)
@@ -77,6 +85,8 @@ class EnsembleDetector(StreamingDetector):
         self.use_changepoint = use_changepoint
         self.use_p99 = use_p99
         self.weight = check_float("weight", weight, 0.0, 1.0)
+        self.knn_gate = check_float("knn_gate", knn_gate, 0.0)
+        self.gate_floor = check_float("gate_floor", gate_floor, 0.0, 1.0)
         self._reset()
 
     def _reset(self) -> None:
@@ -109,6 +119,9 @@ class EnsembleDetector(StreamingDetector):
                 raw = knn.raw_
             else:
                 raw = pending.pop()
+            if self.knn_gate > 0.0:  # a pattern seen before: damp the one-value views
+                g = raw / self.knn_gate
+                score *= self.gate_floor if g < self.gate_floor else 1.0 if g > 1.0 else g
             s = self.knn_lh_.update(raw) * w
             if s > score:
                 score = s

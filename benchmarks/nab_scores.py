@@ -32,6 +32,10 @@ NAB = Path(__file__).resolve().parents[1].parent / "shared" / "datasets" / "nab"
 
 #: label -> ensemble parameters, the comparisons behind its defaults
 ABLATIONS: dict[str, dict[str, object]] = {
+    "ensemble, no kNN gate": {"knn_gate": 0.0},
+    "ensemble, kNN gate 0.5": {"knn_gate": 0.5},
+    "ensemble, kNN gate 1.5": {"knn_gate": 1.5},
+    "ensemble, kNN gate floor 0 (no floor)": {"gate_floor": 0.0},
     "ensemble views only, refractory 100+100": {"use_knn": False},
     "ensemble views+kNN, refractory 200, no extend": {"refractory": 200, "extend": 0},
     "ensemble views+kNN, refractory 100, no extend": {"extend": 0},
