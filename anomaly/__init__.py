@@ -5,7 +5,7 @@ Public surface (imported lazily, so ``import anomaly`` stays light):
 * :class:`SeasonalBaseline` (``anomaly.baseline``): robust hour-of-day/week baselines.
 * Detectors, one per module, one contract (``anomaly._base.StreamingDetector``):
   ``P99DriftDetector``, ``VarianceDetector``, ``ChangepointDetector``, ``MultivariateDetector``,
-  ``LikelihoodDetector`` (the best on NAB).
+  ``LikelihoodDetector``, ``PatternKnnDetector``, ``EnsembleDetector`` (the best on NAB).
 * ``DETECTORS`` / ``make_detector(name, **params)`` (``anomaly.registry``).
 * ``warden eval nab`` (``anomaly.cli.register``), scorer in ``anomaly.nab.scorer``.
 """
@@ -18,9 +18,11 @@ from typing import Any
 __all__ = [
     "DETECTORS",
     "ChangepointDetector",
+    "EnsembleDetector",
     "LikelihoodDetector",
     "MultivariateDetector",
     "P99DriftDetector",
+    "PatternKnnDetector",
     "SeasonalBaseline",
     "StreamingDetector",
     "VarianceDetector",
@@ -31,9 +33,11 @@ _WHERE = {
     "DETECTORS": "anomaly.registry",
     "make_detector": "anomaly.registry",
     "ChangepointDetector": "anomaly.changepoint",
+    "EnsembleDetector": "anomaly.ensemble",
     "LikelihoodDetector": "anomaly.likelihood",
     "MultivariateDetector": "anomaly.multivariate",
     "P99DriftDetector": "anomaly.p99_drift",
+    "PatternKnnDetector": "anomaly.pattern_knn",
     "SeasonalBaseline": "anomaly.baseline",
     "StreamingDetector": "anomaly._base",
     "VarianceDetector": "anomaly.variance",

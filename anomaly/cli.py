@@ -17,7 +17,10 @@ from pathlib import Path
 
 from anomaly._base import StreamingDetector
 
-__all__ = ["nab_detector_names", "nab_factory", "register", "run_eval_nab"]
+__all__ = ["CALIBRATED", "nab_detector_names", "nab_factory", "register", "run_eval_nab"]
+
+#: detectors that already end in the anomaly likelihood and a refractory period: no ``+lh`` variant
+CALIBRATED = frozenset({"ensemble", "likelihood"})
 
 
 def nab_detector_names() -> list[str]:
@@ -25,7 +28,7 @@ def nab_detector_names() -> list[str]:
     from anomaly.registry import BEST_NAB, DETECTORS
 
     names = [BEST_NAB] + sorted(n for n in DETECTORS if n != BEST_NAB)
-    names += [f"{n}+lh" for n in sorted(DETECTORS) if n != BEST_NAB]
+    names += [f"{n}+lh" for n in sorted(DETECTORS) if n not in CALIBRATED]
     return names
 
 

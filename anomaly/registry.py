@@ -2,7 +2,8 @@
 
 ``DETECTORS`` maps a name to a detector class; ``make_detector(name, **params)`` builds one and
 raises ``ValueError`` for an unknown name (listing the known ones) or a bad hyper-parameter.
-``BEST_NAB`` is the detector with the best NAB standard score on the development split.
+``BEST_NAB`` is the detector with the best NAB standard score on the development split
+(``ensemble``: 67.20 standard; ``likelihood`` 62.37).
 """
 
 from __future__ import annotations
@@ -11,22 +12,32 @@ from typing import Any
 
 from anomaly._base import StreamingDetector
 from anomaly.changepoint import ChangepointDetector
+from anomaly.ensemble import EnsembleDetector
 from anomaly.likelihood import LikelihoodDetector
 from anomaly.multivariate import MultivariateDetector
 from anomaly.p99_drift import P99DriftDetector
+from anomaly.pattern_knn import PatternKnnDetector
 from anomaly.variance import VarianceDetector
 
 __all__ = ["BEST_NAB", "DETECTORS", "UNIVARIATE", "make_detector"]
 
 DETECTORS: dict[str, type[StreamingDetector]] = {
     cls.name: cls
-    for cls in (ChangepointDetector, LikelihoodDetector, MultivariateDetector, P99DriftDetector, VarianceDetector)
+    for cls in (
+        ChangepointDetector,
+        EnsembleDetector,
+        LikelihoodDetector,
+        MultivariateDetector,
+        P99DriftDetector,
+        PatternKnnDetector,
+        VarianceDetector,
+    )
 }
 
 #: the detectors that take one float per point (the throughput target applies to these)
 UNIVARIATE: tuple[str, ...] = tuple(sorted(n for n, c in DETECTORS.items() if not c.multivariate))
 
-BEST_NAB = "likelihood"
+BEST_NAB = "ensemble"
 
 
 def make_detector(name: str, **params: Any) -> StreamingDetector:

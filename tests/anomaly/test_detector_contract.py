@@ -29,6 +29,9 @@ SEEDS = (0, 1, 2)
 FLOORS: dict[tuple[str, str], tuple[float, int | None]] = {
     ("changepoint", "level_shift"): (1.0, 10),
     ("changepoint", "variance_burst"): (0.5, None),
+    ("ensemble", "level_shift"): (1.0, 5),
+    ("ensemble", "variance_burst"): (0.99, 5),
+    ("ensemble", "spike"): (0.99, 5),
     ("likelihood", "level_shift"): (0.97, None),
     ("likelihood", "variance_burst"): (1.0, 5),
     ("likelihood", "spike"): (1.0, 5),
@@ -37,7 +40,11 @@ FLOORS: dict[tuple[str, str], tuple[float, int | None]] = {
     ("multivariate", "spike"): (0.99, 3),
     ("p99_drift", "level_shift"): (1.0, 5),
     ("p99_drift", "variance_burst"): (1.0, 100),  # a tail drift test; the jitter one is faster
-    ("variance", "variance_burst"): (1.0, 15),  # the 0.9 quantile of its 60-point window moves once 6 points are noisy
+    ("pattern_knn", "level_shift"): (1.0, None),
+    ("pattern_knn", "variance_burst"): (1.0, 10),
+    ("pattern_knn", "spike"): (1.0, None),
+    # the 0.9 quantile of its 60-point window moves once 6 differences are noisy
+    ("variance", "variance_burst"): (1.0, 15),
     ("variance", "level_shift"): (0.5, None),
 }
 #: detectors that must not alarm on one spike (a sustained-change test by design)
@@ -175,9 +182,11 @@ def test_state_of_another_detector_is_refused(name: str) -> None:
 
 BAD_PARAMS = {
     "changepoint": ("recent", 0),
+    "ensemble": ("refractory", -1),
     "likelihood": ("window", 1),
     "multivariate": ("model", "knn-not-here"),
     "p99_drift": ("p1", 0.005),
+    "pattern_knn": ("history", 8),
     "variance": ("alarm_ratio", 1.0),
 }
 
@@ -192,7 +201,15 @@ def test_bad_hyper_parameter_is_named(name: str) -> None:
 
 
 def test_registry_knows_every_detector_and_refuses_unknown_names() -> None:
-    assert set(NAMES) == {"changepoint", "likelihood", "multivariate", "p99_drift", "variance"}
+    assert set(NAMES) == {
+        "changepoint",
+        "ensemble",
+        "likelihood",
+        "multivariate",
+        "p99_drift",
+        "pattern_knn",
+        "variance",
+    }
     assert set(UNIVARIATE) == set(NAMES) - {"multivariate"}
     with pytest.raises(ValueError, match="unknown detector"):
         make_detector("nope")
