@@ -102,6 +102,19 @@ class MatmulLoad:
         return sum(steps) / len(steps) if steps else None
 
 
+def provoke_oom(torch: Any) -> None:
+    """Ask the caching allocator for more than the device has, so ``num_ooms`` moves.
+
+    A plain device allocation (never managed memory, which can hang a GPU when oversubscribed):
+    cudaMalloc fails, the allocator flushes its cache, retries, then raises OutOfMemoryError.
+    """
+    free, _total = torch.cuda.mem_get_info(0)
+    try:
+        torch.empty(int(free) + (4 << 30), dtype=torch.uint8, device="cuda:0")
+    except torch.cuda.OutOfMemoryError as exc:
+        print(f"provoked OOM: {str(exc).splitlines()[0][:120]}")
+
+
 def probe_gpu(args: argparse.Namespace) -> int:
     try:
         pynvml = load_pynvml()
@@ -139,6 +152,13 @@ def probe_gpu(args: argparse.Namespace) -> int:
                 print(f"workload failed: {load.error!r}")
                 break
             time.sleep(args.interval)
+        if load and args.oom:
+            load.stop.set()
+            load.thread.join(10)
+            provoke_oom(torch)
+            for item in collector.collect():
+                if isinstance(item, GpuReading):
+                    print(row(time.monotonic() - t0, item, None), "  <- after OOM", flush=True)
     finally:
         if load:
             load.stop.set()
@@ -206,6 +226,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="seconds between rows (GPU 0.5; twin a sixth of a phase, virtual)")
     parser.add_argument("--size", type=int, default=8192, help="matmul size on a real GPU")
     parser.add_argument("--quick", action="store_true", help="short run (GPU 5 s, twin 90 s)")
+    parser.add_argument("--oom", action="store_true",
+                        help="real GPU: end with an over-sized allocation so the OOM count moves")
     args = parser.parse_args(argv)
     args.interval_given = args.interval is not None
     if args.interval is None:
