@@ -43,6 +43,8 @@ __all__ = ["ChainJoiner", "Joined", "build_chain", "keep_by_trace_id"]
 
 CLIENT_SPAN = "warden.client"
 ROUTER_SPAN = "warden.router"
+DEEP_ATTRIBUTE = "warden.deep"  # serving.router.tracing.DEEP_ATTRIBUTE (no import: collectors
+# must not depend on the router)
 MODEL_SPAN = "warden.model"
 TRITON_REQUEST_SPAN = "InferRequest"
 TRITON_COMPUTE_SPAN = "compute"
@@ -95,6 +97,14 @@ def _gpu_from(span: Span) -> GpuReading | None:
         return GpuReading(**kw)
     except TypeError:
         return None
+
+
+def _shallow(tr: _Trace) -> bool:
+    """The router said it did not forward this trace's context (``warden.deep`` false), so no
+    replica span will come and the chain is whole once its root is in: emitting it at once
+    instead of after ``settle_s`` takes that wait out of every detector's time to alert."""
+    return any(sp.name == ROUTER_SPAN and sp.attributes.get(DEEP_ATTRIBUTE) is False
+               for sp in tr.spans.values())
 
 
 def _first(spans: Iterable[Span], pred: Callable[[Span], bool]) -> Span | None:
@@ -236,11 +246,12 @@ class ChainJoiner:
     def _ready(self, tr: _Trace, now: float) -> bool:
         if now - tr.first_at >= self.timeout_s:
             return True
-        if now - tr.last_at < self.settle_s:
-            return False
         # rooted: the outermost span (no parent at all) is here; a trace whose root was never
         # traced (an external parent) waits for timeout_s instead
-        return any(not sp.parent_span_id for sp in tr.spans.values())
+        rooted = any(not sp.parent_span_id for sp in tr.spans.values())
+        if rooted and _shallow(tr):
+            return True  # nothing can follow: the router kept the context from the replica
+        return rooted and now - tr.last_at >= self.settle_s
 
     def poll(self, now: float | None = None) -> list[Joined]:
         """Emit every trace that is ready at ``now``."""

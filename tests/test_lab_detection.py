@@ -47,14 +47,6 @@ def _wait_alert(store: Store, name: str, replica: str, since: float, timeout: fl
     return None
 
 
-def _spread(store: Store, replica: str, seconds: float) -> float:
-    """P90 - P50 of the replica's recent latency, in seconds."""
-    ch = store.query("SELECT latency_s FROM chains WHERE replica = ? AND ts > ?",
-                     (replica, time.time() - seconds))
-    p50, p90 = np.percentile(ch.latency_s, [50, 90])
-    return float(p90 - p50)
-
-
 def _median_latency(store: Store, replica: str, seconds: float) -> float:
     ch = store.query("SELECT latency_s FROM chains WHERE replica = ? AND ts > ?",
                      (replica, time.time() - seconds))
@@ -154,24 +146,27 @@ def test_latency_doubling_on_one_replica_alerts_that_replica_alone(lab, oncall) 
 def test_jitter_at_unchanged_median_raises_a_variance_alert(lab) -> None:
     lab, store = lab
     victim = lab.fleet.get("r0")
-    spread = _spread(store, "r0", 10)
-    # Rare on purpose: one model instance runs batches in turn, so frequent stalls queue every
-    # request behind them and move the median too (measured: 60 ms x 20% tripled it, and
-    # 25 ms x 25% raised it by half on a quiet machine). Sized against the replica's own
-    # spread: on a loaded 2-core CI runner P90 - P50 is 50-70 ms, and a 40 ms stall hides in it.
-    jitter_ms = min(max(40.0, 2e3 * spread), 150.0)
+    # Sized against what the detector learned as this replica's normal point-to-point
+    # spread (the 0.9 quantile of |successive difference|): on a quiet machine that is 3-4 ms,
+    # on a loaded 2-core CI runner 10-15 ms or more, and a fixed stall that stands out on the
+    # one hides in the other. Rare on purpose: one model instance runs batches in turn, so
+    # frequent or long stalls queue every request behind them and move the median too
+    # (measured: 60 ms x 20% tripled it), hence the 150 ms cap.
+    variance = lab.telemetry.detection.keys[("synth", "r0")].detectors["variance"]
+    normal_dx = variance.baseline_.lookup(time.time())[2]
+    jitter_ms = min(max(50.0, 5e3 * normal_dx), 150.0)
     t0 = time.time()
     _faults(victim.control_url, {"jitter_ms": jitter_ms, "jitter_prob": 0.1})
     try:
-        alert = _wait_alert(store, "ReplicaLatencyJitter", "r0", t0, timeout=30)
+        alert = _wait_alert(store, "ReplicaLatencyJitter", "r0", t0, timeout=45)
         # "Unchanged" against its peer over the same seconds: host load moves both alike.
         during, peer = _median_latency(store, "r0", 5), _median_latency(store, "r1", 5)
     finally:
         _faults(victim.control_url, None)
     assert alert is not None, _alerts(store)
-    print(f"jitter {jitter_ms:.0f} ms x 10%: time from fault to jitter alert "
+    print(f"jitter {jitter_ms:.0f} ms x 10% (normal |dx| q90 {normal_dx * 1e3:.1f} ms): time from fault to jitter alert "
           f"{alert['ts'] - t0:.1f} s; median {during * 1e3:.1f} ms, peer's {peer * 1e3:.1f} ms")
     # The bound is what holds on a loaded CI runner; benchmarks/detection_latency.py measures
     # the time to alert against the 10 s target.
-    assert alert["ts"] - t0 < 30.0
+    assert alert["ts"] - t0 < 45.0
     assert abs(during - peer) / peer < 0.5

@@ -30,6 +30,7 @@ from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapProp
 from serving.spans import LiteSpan, SpanRecorder
 
 __all__ = [
+    "DEEP_ATTRIBUTE",
     "SERVICE_NAME",
     "SPAN_NAME",
     "RouterTracer",
@@ -41,6 +42,8 @@ __all__ = [
 ]
 
 SPAN_NAME = "warden.router"
+#: Router span attribute: whether the request's trace context went on to the replica.
+DEEP_ATTRIBUTE = "warden.deep"
 SERVICE_NAME = "warden-router"
 
 if TYPE_CHECKING:
@@ -85,11 +88,14 @@ class RouterTracer:
         headers.pop("traceparent", None)
         headers.pop("tracestate", None)
         ctx = span.get_span_context()
-        if not (ctx.is_valid and ctx.trace_flags.sampled and goes_deep(ctx.trace_id,
-                                                                       self.deep_ratio)):
-            return False
-        _PROPAGATOR.inject(headers, context=trace.set_span_in_context(span))
-        return True
+        deep = bool(ctx.is_valid and ctx.trace_flags.sampled
+                    and goes_deep(ctx.trace_id, self.deep_ratio))
+        # Tells the chain joiner whether replica spans can follow: a shallow trace is complete
+        # once the client and router spans are in, and need not wait out its settle time.
+        span.set_attribute(DEEP_ATTRIBUTE, deep)
+        if deep:
+            _PROPAGATOR.inject(headers, context=trace.set_span_in_context(span))
+        return deep
 
     @staticmethod
     def finish(span: Span, *, status: int, replica: str | None, variant: str, retries: int,
@@ -176,7 +182,9 @@ class LiteRouterTracer:
     def inject(self, span: LiteSpan, headers: MutableMapping[str, str]) -> bool:
         headers.pop("traceparent", None)
         headers.pop("tracestate", None)
-        if not (span.sampled and goes_deep(span.trace_id, self.deep_ratio)):
+        deep = span.sampled and goes_deep(span.trace_id, self.deep_ratio)
+        span.set_attribute(DEEP_ATTRIBUTE, deep)
+        if not deep:
             return False
         headers["traceparent"] = f"00-{span.trace_id:032x}-{span.span_id:016x}-01"
         if span.tracestate:

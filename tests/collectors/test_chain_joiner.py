@@ -181,3 +181,31 @@ def test_router_stage_needs_its_triton_child() -> None:
     c = build_chain("e" * 32, spans)
     assert "router" not in c.stages and c.stages["client"] == pytest.approx(0.012)
     assert c.latency_s == pytest.approx(0.012)
+
+
+def _router(tid: str, sid: str, parent: str, deep: bool | None) -> Span:
+    attrs = {"warden.model": "synth", "warden.replica": "r0"}
+    if deep is not None:
+        attrs["warden.deep"] = deep
+    return Span(tid, sid, parent, "warden.router", "warden-router", 10**18, 10**18 + 3_000_000,
+                attrs)
+
+
+def test_shallow_trace_is_emitted_without_waiting_for_replica_spans() -> None:
+    """The router kept the context from the replica (``warden.deep`` false): no Triton span can
+    follow, so the chain goes out as soon as its root is in, not ``settle_s`` later."""
+    clock = Clock()
+    j = ChainJoiner(clock=clock, settle_s=2.0)
+    client = _span("a" * 32, "1" * 16, "", "warden.client", 4)
+    j.add([_router("a" * 32, "2" * 16, "1" * 16, deep=False)])
+    assert j.poll() == []  # root not in yet: the client span may still bring the latency
+    j.add([client])
+    (out,) = j.poll()
+    assert out.chain.replica == "r0" and out.chain.latency_s == pytest.approx(0.004)
+    # deep, or a router that does not say: the settle time still guards the replica's spans
+    for tid, deep in (("b" * 32, True), ("c" * 32, None)):
+        j.add([_router(tid, "2" * 16, "1" * 16, deep=deep), _span(tid, "1" * 16, "",
+                                                                 "warden.client", 4)])
+    assert j.poll() == []
+    clock.t += 2.0
+    assert len(j.poll()) == 2

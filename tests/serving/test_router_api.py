@@ -284,7 +284,7 @@ def test_traceparent_continued_and_started(ups: list[EchoUpstream]) -> None:
         assert sent_parent == format(span.context.span_id, "016x")
         assert dict(span.attributes) == {"warden.model": "mlp", "warden.variant": "lite",
                                          "warden.replica": "r0", "http.status_code": 200,
-                                         "retries": 0}
+                                         "retries": 0, "warden.deep": True}
         exporter.clear()
         httpx.post(h.url + "/v2/models/mlp/infer", json=INFER_BODY)
         (span,) = exporter.get_finished_spans()

@@ -99,7 +99,8 @@ def test_lean_router_span_arrives_like_the_sdk_one(up: EchoUpstream, received: R
     assert (ok.name, ok.service, ok.trace_id, ok.parent_span_id) == (
         "warden.router", "warden-router", tid, PARENT_ID)
     assert ok.attributes == {"warden.model": "mlp", "warden.variant": "lite",
-                             "warden.replica": "r0", "http.status_code": 200, "retries": 0}
+                             "warden.replica": "r0", "http.status_code": 200, "retries": 0,
+                             "warden.deep": True}
     assert not ok.status_error and 0 < ok.end_ns - ok.start_ns < 5e9
     forwarded = up.seen_headers[0]
     assert forwarded["traceparent"] == f"00-{tid}-{ok.span_id}-01"
