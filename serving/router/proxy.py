@@ -23,10 +23,10 @@ import json
 import time
 from typing import TYPE_CHECKING
 
-import aiohttp
 from aiohttp import web
 from multidict import CIMultiDict
 
+from serving.router.client import UpstreamError, UpstreamTimeout
 from serving.router.variants import LITE_SUFFIX
 
 if TYPE_CHECKING:
@@ -39,7 +39,9 @@ HOP_BY_HOP = frozenset({
     "connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer",
     "transfer-encoding", "upgrade", "host", "content-length", "expect",
 })
-_RESPONSE_DROP = HOP_BY_HOP | {"date", "server"}
+_DROP = frozenset(h.encode() for h in HOP_BY_HOP)
+_DROP_TRACED = _DROP | {b"traceparent", b"tracestate"}
+_RESPONSE_DROP = _DROP | {b"date", b"server"}
 
 
 def json_error(status: int, message: str) -> web.Response:
@@ -134,12 +136,16 @@ class Proxy:
     async def forward(self, request: web.Request, method: str, path: str, body: bytes | None, *,
                       model: str | None, variant: str) -> web.StreamResponse:
         r = self.r
-        headers = CIMultiDict((k, v) for k, v in request.headers.items()
-                              if k.lower() not in HOP_BY_HOP)
         span = None
         if r.tracer is not None and model is not None:
             span = r.tracer.start(request.headers, model)
-            r.tracer.inject(span, headers)
+            trace_headers: dict[str, str] = {}
+            r.tracer.inject(span, trace_headers)  # the context goes on, or nothing does
+            headers = [(k, v) for k, v in request.raw_headers if k.lower() not in _DROP_TRACED]
+            headers += [(k.encode("latin-1"), v.encode("latin-1"))
+                        for k, v in trace_headers.items()]
+        else:
+            headers = [(k, v) for k, v in request.raw_headers if k.lower() not in _DROP]
         out = _Outcome()
         try:
             response = await self._attempts(method, path, body, headers, out)
@@ -156,7 +162,7 @@ class Proxy:
         return response
 
     async def _attempts(self, method: str, path: str, body: bytes | None,
-                        headers: CIMultiDict[str], out: _Outcome) -> web.StreamResponse:
+                        headers: list[tuple[bytes, bytes]], out: _Outcome) -> web.StreamResponse:
         r = self.r
         tried: set[str] = set()
         last_error = ""
@@ -175,45 +181,23 @@ class Proxy:
             replica.outstanding += 1
             replica.requests += 1
             started = time.perf_counter()
-            retryable, kind = False, "protocol"
             try:
-                try:
-                    resp = await r.session.request(method, replica.url + path, data=body,
-                                                   headers=headers, timeout=r.client_timeout,
-                                                   allow_redirects=False)
-                except aiohttp.ConnectionTimeoutError as exc:
-                    retryable, kind, last_error = True, "connect", f"connect timeout: {exc}"
-                    raise
-                except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
-                    kind, last_error = "timeout", f"upstream timeout after {r.config.timeout_s}s"
-                    raise _Fail(504) from exc
-                except aiohttp.ClientConnectionError as exc:
-                    retryable, kind, last_error = True, "connect", f"{type(exc).__name__}: {exc}"
-                    raise
-                except aiohttp.ClientError as exc:
-                    kind, last_error = "protocol", f"{type(exc).__name__}: {exc}"
-                    raise _Fail(502) from exc
-                try:
-                    payload = await resp.read()
-                except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
-                    kind, last_error = "timeout", f"upstream timeout after {r.config.timeout_s}s"
-                    raise _Fail(504) from exc
-                except aiohttp.ClientError as exc:
-                    kind, last_error = "protocol", f"response broken: {type(exc).__name__}: {exc}"
-                    raise _Fail(502) from exc
-                finally:
-                    resp.release()
-            except (TimeoutError, _Fail, aiohttp.ClientError) as exc:
+                resp = await r.client.request(replica.url, method, path, headers, body)
+            except UpstreamError as exc:
                 replica.outstanding -= 1
-                r.metrics.count_error(replica.name, kind)
+                r.metrics.count_error(replica.name, exc.kind)
                 if r.pool.record_failure(replica):
                     r.metrics.count_ejection(replica.name)
-                if retryable and out.retries < r.config.max_retries:
+                if isinstance(exc, UpstreamTimeout):
+                    last_error = f"upstream timeout after {r.config.timeout_s}s"
+                else:
+                    last_error = f"{type(exc).__name__}: {exc}"
+                if exc.retryable and out.retries < r.config.max_retries:
                     tried.add(replica.name)
                     out.retries += 1
                     r.metrics.retries.inc()
                     continue
-                status = exc.status if isinstance(exc, _Fail) else 502
+                status = 504 if isinstance(exc, UpstreamTimeout) else 502
                 out.status, out.error = status, last_error
                 return json_error(status, last_error)
             except BaseException:
@@ -231,14 +215,7 @@ class Proxy:
             else:
                 r.pool.record_success(replica)
             out.status = status
-            resp_headers = CIMultiDict((k, v) for k, v in resp.headers.items()
-                                       if k.lower() not in _RESPONSE_DROP)
-            return web.Response(status=status, body=payload, headers=resp_headers)
-
-
-class _Fail(Exception):
-    """A failed attempt that must not be retried; carries the status to answer with."""
-
-    def __init__(self, status: int) -> None:
-        super().__init__(status)
-        self.status = status
+            resp_headers = CIMultiDict(
+                (k.decode("utf-8", "surrogateescape"), v.decode("utf-8", "surrogateescape"))
+                for k, v in resp.headers if k.lower() not in _RESPONSE_DROP)
+            return web.Response(status=status, body=resp.body, headers=resp_headers)

@@ -23,11 +23,11 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-import aiohttp
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
+from serving.router.client import UpstreamClient
 from serving.router.config import RouterConfig, check_replica_name, check_url, check_weight
 from serving.router.health import HealthChecker
 from serving.router.metrics import RouterMetrics
@@ -61,9 +61,7 @@ class Router:
         self.tracer: RouterTracer | LiteRouterTracer | None = (
             make_router_tracer(tracer_provider, config.trace_deep_ratio)
             if tracer_provider is not None else None)
-        self.client_timeout = aiohttp.ClientTimeout(total=config.timeout_s,
-                                                    sock_connect=config.connect_timeout_s)
-        self.session: aiohttp.ClientSession = None  # type: ignore[assignment]  # set in start()
+        self.client: UpstreamClient = None  # type: ignore[assignment]  # set in start()
         self.health: HealthChecker | None = None
         self._health_task: asyncio.Task[None] | None = None
         self._runner: web.AppRunner | None = None
@@ -92,14 +90,11 @@ class Router:
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> int:
         """Open the client pool, start health checks, listen. Returns the bound port."""
-        connector = aiohttp.TCPConnector(limit=0, keepalive_timeout=30.0, ttl_dns_cache=300)
-        # no cookie jar (a proxy must not keep cookies), no decompression, no added headers
-        self.session = aiohttp.ClientSession(connector=connector, auto_decompress=False,
-                                             cookie_jar=aiohttp.DummyCookieJar(),
-                                             skip_auto_headers=("User-Agent", "Accept-Encoding",
-                                                                "Accept"))
         c = self.config
-        self.health = HealthChecker(self.pool, self.session, interval_s=c.health_interval_s,
+        # bytes in, bytes out: no cookies, no decompression, no headers of its own but Host
+        self.client = UpstreamClient(connect_timeout_s=c.connect_timeout_s, timeout_s=c.timeout_s,
+                                     keepalive_s=30.0)
+        self.health = HealthChecker(self.pool, self.client, interval_s=c.health_interval_s,
                                     timeout_s=c.health_timeout_s,
                                     healthy_threshold=c.healthy_threshold,
                                     unhealthy_threshold=c.unhealthy_threshold)
@@ -127,8 +122,8 @@ class Router:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
-        if self.session is not None and not self.session.closed:
-            await self.session.close()
+        if self.client is not None:
+            await self.client.close()
 
     @property
     def url(self) -> str:
