@@ -25,12 +25,12 @@ import collections
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from email.utils import formatdate
 from http import HTTPStatus
 from typing import Any
 
-__all__ = ["HttpServer", "Request", "Response", "json_response"]
+__all__ = ["Headers", "HttpServer", "Request", "Response", "json_response"]
 
 logger = logging.getLogger(__name__)
 
@@ -39,18 +39,47 @@ _JSON = [(b"Content-Type", b"application/json; charset=utf-8")]
 _MAX_PIPELINED = 16
 
 
+def _tokens(value: bytes) -> set[bytes]:
+    return {t.strip() for t in value.lower().split(b",")}
+
+
+class Headers(Mapping[str, str]):
+    """Header names (case-insensitive) to their first value, decoded only when read."""
+
+    __slots__ = ("_found",)
+
+    def __init__(self, found: dict[bytes, bytes]) -> None:
+        self._found = found  # lower-case names
+
+    def __getitem__(self, name: str) -> str:
+        return self._found[name.lower().encode("latin-1")].decode("utf-8", "surrogateescape")
+
+    def get(self, name: str, default: Any = None) -> Any:  # the hot path's one look-up
+        value = self._found.get(name.lower().encode("latin-1"))
+        return default if value is None else value.decode("utf-8", "surrogateescape")
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and name.lower().encode("latin-1") in self._found
+
+    def __iter__(self) -> Iterator[str]:
+        return (k.decode("latin-1") for k in self._found)
+
+    def __len__(self) -> int:
+        return len(self._found)
+
+
 class Request:
     """One whole request.
 
     ``path`` is the raw (still percent-encoded) path without the query; ``raw_headers`` the
-    headers as received, in order; ``headers`` maps lower-case names to their first value.
+    headers as received, in order; ``headers`` maps names (case-insensitive) to first values.
     """
 
     __slots__ = ("body", "headers", "keep_alive", "method", "path", "query", "raw_headers",
                  "target", "version")
 
     def __init__(self, method: str, target: str, version: str,
-                 raw_headers: list[tuple[bytes, bytes]], headers: dict[str, str],
+                 raw_headers: list[tuple[bytes, bytes]], headers: Headers,
                  body: bytes, keep_alive: bool) -> None:
         self.method = method
         self.target = target
@@ -132,7 +161,7 @@ class _Connection(asyncio.Protocol):
         self._eof = False
         self.task: asyncio.Task[None] | None = None
         # the request being read
-        self._head: tuple[str, str, str, list[tuple[bytes, bytes]], dict[str, str], bool] | None
+        self._head: tuple[str, str, str, list[tuple[bytes, bytes]], Headers, bool] | None
         self._head = None
         self._remaining = 0
         self._chunks: list[bytes] = []
@@ -272,39 +301,43 @@ class _Connection(asyncio.Protocol):
             raise _BadRequest(505 if version.startswith(b"HTTP/") else 400,
                               "only HTTP/1.0 and HTTP/1.1 are served")
         raw: list[tuple[bytes, bytes]] = []
-        headers: dict[str, str] = {}
-        length: int | None = None
-        chunked = False
+        found: dict[bytes, bytes] = {}  # lower-case name: first value
         for line in lines[1:]:
             name, sep, value = line.partition(b":")
             if not sep or not name or b" " in name or b"\t" in name:
                 raise _BadRequest(400, "bad header line")
             value = value.strip(b" \t")
             raw.append((name, value))
-            key = name.decode("latin-1").lower()
-            if key not in headers:
-                headers[key] = value.decode("utf-8", "surrogateescape")
-            if key == "content-length":
-                if not value.isdigit():
-                    raise _BadRequest(400, "bad Content-Length")
-                n = int(value)
-                if length is not None and n != length:
-                    raise _BadRequest(400, "conflicting Content-Length headers")
-                length = n
-            elif key == "transfer-encoding":
-                if value.lower() != b"chunked" or chunked:
-                    raise _BadRequest(501 if value.lower() != b"chunked" else 400,
-                                      "only Transfer-Encoding: chunked is served")
-                chunked = True
-        if chunked and length is not None:
-            raise _BadRequest(400, "both Content-Length and Transfer-Encoding")
-        tokens = {t.strip() for t in headers.get("connection", "").lower().split(",")}
-        keep_alive = ("keep-alive" in tokens) if version == b"HTTP/1.0" else ("close" not in tokens)
+            key = name.lower()
+            if key in found:
+                if key == b"transfer-encoding" or (key == b"content-length"
+                                                   and value != found[key]):
+                    raise _BadRequest(400, f"conflicting {name.decode('latin-1')} headers")
+                continue
+            found[key] = value
+        length: int | None = None
+        cl = found.get(b"content-length")
+        if cl is not None:
+            if not cl.isdigit():
+                raise _BadRequest(400, "bad Content-Length")
+            length = int(cl)
+        te = found.get(b"transfer-encoding")
+        chunked = te is not None
+        if chunked:
+            if te.lower() != b"chunked":  # type: ignore[union-attr]
+                raise _BadRequest(501, "only Transfer-Encoding: chunked is served")
+            if length is not None:
+                raise _BadRequest(400, "both Content-Length and Transfer-Encoding")
+        conn = found.get(b"connection")
+        if version == b"HTTP/1.0":
+            keep_alive = conn is not None and b"keep-alive" in _tokens(conn)
+        else:
+            keep_alive = conn is None or b"close" not in _tokens(conn)
         self._head = (method.decode("ascii"), target.decode("utf-8", "surrogateescape"),
-                      version.decode("ascii"), raw, headers, keep_alive)
+                      version.decode("ascii"), raw, Headers(found), keep_alive)
         self._too_large = False
         max_body = self.server.max_body_bytes
-        expect = headers.get("expect", "").lower() == "100-continue" and version == b"HTTP/1.1"
+        expect = version == b"HTTP/1.1" and found.get(b"expect", b"").lower() == b"100-continue"
         if chunked:
             self._chunks, self._size = [], 0
             self._state = _CHUNK_SIZE
