@@ -309,7 +309,7 @@ def start_span_sink_process() -> Any:
 
 
 def start_router_process(config: dict[str, Any], *, tracing: bool | str = False,
-                         use_uvloop: bool | None = False, sink_url: str | None = None) -> Any:
+                         use_uvloop: bool | None = None, sink_url: str | None = None) -> Any:
     """Context manager: a router (``RouterConfig`` as a dict) in a child process.
 
     ``tracing``: "off", "lite" (``SpanRecorder`` posting to ``sink_url``, as the lab) or
@@ -320,7 +320,7 @@ def start_router_process(config: dict[str, Any], *, tracing: bool | str = False,
 
 
 def run(upstreams: Sequence[str], *, model: str, n: int, body: bytes, policy: str = "round_robin",
-        tracing: bool | str = False, in_thread: bool = False, use_uvloop: bool | None = False,
+        tracing: bool | str = False, in_thread: bool = False, use_uvloop: bool | None = None,
         sink_url: str | None = None) -> list[dict[str, Any]]:
     """Start a router over ``upstreams`` (in a child process or a thread), measure, summarise."""
     tracer = _tracer_name(tracing)
