@@ -143,12 +143,14 @@ def format_table(rows: list[dict[str, Any]], title: str = "") -> str:
 
 
 def format_matrix(results: dict[str, list[list[dict[str, Any]]]], title: str = "") -> str:
-    """One line per set-up: medians over repeats of straight and via-router P50/P99, the
-    added P50/P99 (each repeat's difference, then the median) and the router's CPU."""
+    """One line per set-up, medians over repeats: straight and via-router P50 and P99, what
+    the router added at each (each repeat's difference, then the median; the P99 difference
+    with its range over repeats, as it is noisy) and the router's CPU per request."""
+    width = max([14, *(len(label) for label in results)]) + 2
     lines = [title] if title else []
-    lines.append(f"{'router set-up':<26}{'repeats':>8}{'straight p50':>13}{'router p50':>11}"
-                 f"{'added p50':>10}{'added p99':>10}{'added p99 range':>18}"
-                 f"{'router CPU us/req':>19}")
+    lines.append(f"{'router set-up':<{width}}{'runs':>5}{'p50 straight':>13}{'p50 router':>11}"
+                 f"{'p50 added':>10}{'p99 straight':>13}{'p99 router':>11}{'p99 added':>10}"
+                 f"{'p99 added range':>17}{'router CPU us/req':>19}")
     for label, runs in results.items():
         def med(path: str, key: str, runs: list[list[dict[str, Any]]] = runs) -> float:
             return statistics.median(next(r[key] for r in rows if r["path"] == path)
@@ -156,10 +158,11 @@ def format_matrix(results: dict[str, list[list[dict[str, Any]]]], title: str = "
         p99s = [next(r["p99_ms"] for r in rows if r["path"] == "added") for rows in runs]
         cpu = statistics.median(next(r["router_cpu_us"] for r in rows if r["path"] == "router")
                                 or 0.0 for rows in runs)
-        lines.append(f"{label:<26}{len(runs):>8}{med('straight', 'p50_ms'):>13.3f}"
+        lines.append(f"{label:<{width}}{len(runs):>5}{med('straight', 'p50_ms'):>13.3f}"
                      f"{med('router', 'p50_ms'):>11.3f}{med('added', 'p50_ms'):>10.3f}"
+                     f"{med('straight', 'p99_ms'):>13.3f}{med('router', 'p99_ms'):>11.3f}"
                      f"{med('added', 'p99_ms'):>10.3f}"
-                     f"{f'{min(p99s):.2f} .. {max(p99s):.2f}':>18}{cpu:>19.0f}")
+                     f"{f'{min(p99s):.2f} .. {max(p99s):.2f}':>17}{cpu:>19.0f}")
     return "\n".join(lines)
 
 
@@ -216,7 +219,9 @@ def _serve_pipe(conn: Any) -> None:
 
 
 def _router_child(conn: Any, config: dict[str, Any], tracing: bool | str, use_uvloop: bool | None,
-                  sink_url: str | None = None) -> None:
+                  sink_url: str | None = None, root: str | None = None) -> None:
+    if root is not None:  # the router of another checkout; nothing imported serving yet
+        sys.path.insert(0, root)
     from prometheus_client import CollectorRegistry
 
     from serving.router.config import RouterConfig
@@ -309,19 +314,20 @@ def start_span_sink_process() -> Any:
 
 
 def start_router_process(config: dict[str, Any], *, tracing: bool | str = False,
-                         use_uvloop: bool | None = None, sink_url: str | None = None) -> Any:
+                         use_uvloop: bool | None = None, sink_url: str | None = None,
+                         root: str | None = None) -> Any:
     """Context manager: a router (``RouterConfig`` as a dict) in a child process.
 
     ``tracing``: "off", "lite" (``SpanRecorder`` posting to ``sink_url``, as the lab) or
-    "sdk". Yields a ``ChildServer`` (``.url``, ``.cpu_seconds()``, ``.info``: the loop's
-    package, "asyncio" or "uvloop").
+    "sdk"; ``root``: import the router from this checkout instead. Yields a ``ChildServer``
+    (``.url``, ``.cpu_seconds()``, ``.info``: the loop's package, "asyncio" or "uvloop").
     """
-    return _child(_router_child, config, tracing, use_uvloop, sink_url)
+    return _child(_router_child, config, tracing, use_uvloop, sink_url, root)
 
 
 def run(upstreams: Sequence[str], *, model: str, n: int, body: bytes, policy: str = "round_robin",
         tracing: bool | str = False, in_thread: bool = False, use_uvloop: bool | None = None,
-        sink_url: str | None = None) -> list[dict[str, Any]]:
+        sink_url: str | None = None, root: str | None = None) -> list[dict[str, Any]]:
     """Start a router over ``upstreams`` (in a child process or a thread), measure, summarise."""
     tracer = _tracer_name(tracing)
     config: dict[str, Any] = {
@@ -341,7 +347,7 @@ def run(upstreams: Sequence[str], *, model: str, n: int, body: bytes, policy: st
             return summarise(measure(upstreams, handle.url, model=model, n=n, body=body,
                                      traceparent=traced))
     with start_router_process(config, tracing=tracer, use_uvloop=use_uvloop,
-                              sink_url=sink_url) as child:
+                              sink_url=sink_url, root=root) as child:
         cpu0 = child.cpu_seconds()
         rows = summarise(measure(upstreams, child.url, model=model, n=n, body=body,
                                  traceparent=traced))
@@ -360,16 +366,16 @@ def _uvloop_installed() -> bool:
     return True
 
 
-def run_matrix(upstreams: Sequence[str], setups: Sequence[tuple[str, str, bool]], *, model: str,
-               n: int, body: bytes, policy: str, repeats: int,
+def run_matrix(upstreams: Sequence[str], setups: Sequence[tuple[str, str, bool, str | None]], *,
+               model: str, n: int, body: bytes, policy: str, repeats: int,
                sink_url: str | None) -> dict[str, list[list[dict[str, Any]]]]:
-    """Each ``(label, tracer, uvloop)`` set-up once per repeat, interleaved so drift in the
-    machine's load reaches them all; returns every run's rows per label."""
-    results: dict[str, list[list[dict[str, Any]]]] = {label: [] for label, _, _ in setups}
+    """Each ``(label, tracer, uvloop, checkout root or None)`` set-up once per repeat,
+    interleaved so drift in the machine's load reaches them all; every run's rows per label."""
+    results: dict[str, list[list[dict[str, Any]]]] = {label: [] for label, *_ in setups}
     for rep in range(repeats):
-        for label, tracer, uv in setups:
+        for label, tracer, uv, root in setups:
             rows = run(upstreams, model=model, n=n, body=body, policy=policy, tracing=tracer,
-                       use_uvloop=uv, sink_url=sink_url)
+                       use_uvloop=uv, sink_url=sink_url, root=root)
             results[label].append(rows)
             added = rows[2]
             print(f"  repeat {rep + 1}/{repeats} {label:<24} added p50 {added['p50_ms']:.3f} ms "
@@ -402,6 +408,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     loop = p.add_mutually_exclusive_group()
     loop.add_argument("--uvloop", action="store_true", help="router on uvloop (must be installed)")
     loop.add_argument("--asyncio", action="store_true", help="router on the plain asyncio loop")
+    p.add_argument("--compare-root", type=Path, metavar="DIR",
+                   help="matrix: also the router of another checkout (e.g. git archive REV "
+                        "unpacked in DIR), tracing off and on, asyncio, interleaved")
     args = p.parse_args(argv)
     n = 300 if args.quick else args.n
     repeats = args.repeats or (1 if args.quick else 3)
@@ -431,8 +440,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             tracer = args.tracer
             loops = [False, True] if _uvloop_installed() and use_uvloop is None else \
                 [bool(use_uvloop)]
-            setups = [(f"tracing {t}, {'uvloop' if uv else 'asyncio'}", t, uv)
-                      for uv in loops for t in ("off", tracer)]
+            setups: list[tuple[str, str, bool, str | None]] = [
+                (f"tracing {t}, {'uvloop' if uv else 'asyncio'}", t, uv, None)
+                for uv in loops for t in ("off", tracer)]
+            if args.compare_root:
+                root = str(args.compare_root.resolve())
+                setups = [(f"{args.compare_root.name}: tracing {t}, asyncio", t, False, root)
+                          for t in ("off", tracer)] + setups
             results = run_matrix(urls, setups, model=model, n=n, body=body, policy=args.policy,
                                  repeats=repeats, sink_url=sink.url)
             print(format_matrix(results, f"{title}, {n} requests per path and set-up, medians "
