@@ -2,9 +2,10 @@
 
 Why not aiohttp's web server: per infer the router reads one small request and writes one small
 answer, and aiohttp's request and response objects, URL dispatcher, payload stream and writer
-were as much work as the rest of the router together. On this machine that work is paid twice
-(see ``serving.router.client``: a process woken after the replica's ~10 ms runs its Python about
-half as fast), so it was most of the latency the router added in front of real Triton.
+were about as much work as everything else the router does. In front of a real model that
+work is paid about twice (see ``serving.router.client``: a process woken after the replica's
+~10 ms runs its Python about half as fast). Swapping it for this server took the added P50
+against an echo upstream answering after 10 ms from 0.87-1.00 ms to 0.58-0.67 ms.
 
 What it does: request line and headers up to ``max_head_bytes`` (431 past it); bodies framed by
 ``Content-Length`` or ``Transfer-Encoding: chunked`` (decoded), up to ``max_body_bytes`` (413:
