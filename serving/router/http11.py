@@ -176,7 +176,8 @@ class _Connection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
-        self.server._connections.discard(self)
+        if not self._busy:  # else _serve lets go once the handler is done (stop() waits)
+            self.server._connections.discard(self)
         self._queue.clear()
         if self._drained is not None and not self._drained.done():
             self._drained.set_result(None)
@@ -405,6 +406,8 @@ class _Connection(asyncio.Protocol):
             self._busy = False
             self.task = None
             self.last_active = time.monotonic()
+            if self.closed and self.transport is not None and self.transport.is_closing():
+                server._connections.discard(self)
             if self._eof and not self.closed and self.transport is not None:
                 self.closed = True
                 self.transport.close()

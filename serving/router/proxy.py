@@ -26,7 +26,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Awaitable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
 from serving.router.client import UpstreamError, UpstreamTimeout
@@ -166,11 +166,13 @@ class Proxy:
     async def forward(self, request: Request, method: str, path: str, body: bytes | None, *,
                       model: str | None, variant: str) -> Response:
         r = self.r
-        span = None
+        tracer = None
+        span: Any = None  # an SDK Span or a LiteSpan, whichever the tracer makes
         if r.tracer is not None and model is not None:
-            span = r.tracer.start(request.headers, model)
+            tracer = r.tracer
+            span = tracer.start(request.headers, model)
             trace_headers: dict[str, str] = {}
-            r.tracer.inject(span, trace_headers)  # the context goes on, or nothing does
+            tracer.inject(span, trace_headers)  # the context goes on, or nothing does
             headers = [(k, v) for k, v in request.raw_headers if k.lower() not in _DROP_TRACED]
             headers += [(k.encode("latin-1"), v.encode("latin-1"))
                         for k, v in trace_headers.items()]
@@ -179,14 +181,14 @@ class Proxy:
         out = _Outcome()
         try:
             response = await self._attempts(method, path, body, headers, out)
-        except BaseException as exc:  # cancelled by a client disconnect, or a bug: close the span
+        except BaseException as exc:  # cancelled at shutdown, or a bug: close the span
             out.status = out.status or 499
             out.error = out.error or f"{type(exc).__name__}: {exc}"
             raise
         finally:
-            if span is not None:
-                r.tracer.finish(span, status=out.status, replica=out.replica,  # type: ignore[union-attr]
-                                variant=variant, retries=out.retries, error=out.error)
+            if tracer is not None:
+                tracer.finish(span, status=out.status, replica=out.replica, variant=variant,
+                              retries=out.retries, error=out.error)
         if model is not None and out.status != 404:
             r.metrics.count_request(model, variant)
         return response
