@@ -17,10 +17,12 @@ import sys
 import tempfile
 from pathlib import Path
 
-from serving.loadgen import LoadGenerator, LoadProfile
-from serving.replica_control import ReplicaControl
-from warden.config import load_config
-from warden.lab import Lab
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout, not an installed one
+
+from serving.loadgen import LoadGenerator, LoadProfile  # noqa: E402
+from serving.replica_control import ReplicaControl  # noqa: E402
+from warden.config import load_config  # noqa: E402
+from warden.lab import Lab  # noqa: E402
 
 POLICIES = ("round_robin", "least_outstanding", "peak_ewma")
 

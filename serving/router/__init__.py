@@ -5,8 +5,10 @@ passive outlier ejection, a per-model lite-variant split, retries on connection 
 trace context with a ``warden.router`` span, its own ``/metrics`` and a JSON admin API.
 
 Modules: ``config`` (RouterConfig), ``replicas`` (state, ejection), ``policies``, ``variants``,
-``proxy`` (hot path), ``health``, ``admin``, ``metrics``, ``tracing``, ``server`` (Router),
-``thread`` (RouterThread), ``process`` (RouterProcess), ``upstream`` (a tiny KServe v2 server for tests and benchmarks).
+``proxy`` (hot path), ``http11`` (its lean HTTP/1.1 server), ``client`` (its lean upstream
+client), ``health``, ``admin``, ``metrics``, ``tracing``, ``server`` (Router), ``thread``
+(RouterThread, uvloop where installed), ``process`` (RouterProcess), ``upstream`` (a tiny
+KServe v2 server for tests and benchmarks).
 
 Start one inside a synchronous program::
 

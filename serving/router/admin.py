@@ -28,26 +28,26 @@ path 404; a duplicate replica name 409. Weights are validated all together befor
 from __future__ import annotations
 
 import json
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote
 
-from aiohttp import web
-
+from serving.router.http11 import Request, Response, json_response
 from serving.router.proxy import json_error
 
 if TYPE_CHECKING:
     from serving.router.server import Router
 
-__all__ = ["add_admin_routes"]
+__all__ = ["AdminApi"]
 
 
 class _BadRequest(Exception):
     """Client error; the message becomes the JSON ``error``."""
 
 
-async def _json_object(request: web.Request) -> dict[str, Any]:
+def _json_object(request: Request) -> dict[str, Any]:
     try:
-        raw = await request.read()
-        data = json.loads(raw)
+        data = json.loads(request.body)
     except (ValueError, UnicodeDecodeError) as exc:
         raise _BadRequest(f"body is not valid JSON: {exc}") from None
     if not isinstance(data, dict):
@@ -60,47 +60,70 @@ def _replica_json(r: Any) -> dict[str, Any]:
             "ejected": r.ejected, "outstanding": r.outstanding}
 
 
-def add_admin_routes(app: web.Application, router: Router) -> None:
-    """Register ``/admin/...`` on ``app``; every handler answers JSON, errors included."""
+_Handler = Callable[[Request, "str | None"], Awaitable[Response]]
 
-    def guarded(handler: Any) -> Any:
-        async def wrapper(request: web.Request) -> web.StreamResponse:
-            try:
-                return await handler(request)
-            except _BadRequest as exc:
-                router.metrics.count_rejection("admin_bad_request")
-                return json_error(400, str(exc))
-            except ValueError as exc:
-                router.metrics.count_rejection("admin_bad_request")
-                return json_error(400, str(exc))
-        return wrapper
 
-    async def state(request: web.Request) -> web.Response:
-        return web.json_response(router.state())
+class AdminApi:
+    """``/admin/...`` on one router; every answer is JSON, errors included."""
 
-    async def weights(request: web.Request) -> web.Response:
-        data = await _json_object(request)
+    def __init__(self, router: Router) -> None:
+        self.router = router
+        self._routes: dict[tuple[str, str], _Handler] = {("GET", "/admin/state"): self.state}
+        for method in ("PUT", "POST"):
+            self._routes[(method, "/admin/weights")] = self.weights
+            self._routes[(method, "/admin/variant_split")] = self.variant_split
+            self._routes[(method, "/admin/policy")] = self.policy
+        self._routes[("POST", "/admin/replicas")] = self.add_replica
+        self._routes[("DELETE", "/admin/replicas")] = self.remove_replica
+        self._routes[("POST", "/admin/drain")] = self.drain
+
+    def route(self, request: Request) -> Awaitable[Response] | None:
+        """The answer for an admin route, or None if ``request`` is not one."""
+        path = request.path
+        handler = self._routes.get((request.method, path))
+        name = None
+        if handler is None and request.method == "DELETE" and path.startswith("/admin/replicas/"):
+            name = unquote(path[len("/admin/replicas/"):])
+            if name and "/" not in name:
+                handler = self.remove_replica
+        if handler is None:
+            return None
+        return self._guarded(handler, request, name)
+
+    async def _guarded(self, handler: _Handler, request: Request, name: str | None) -> Response:
+        try:
+            return await handler(request, name)
+        except (_BadRequest, ValueError) as exc:
+            self.router.metrics.count_rejection("admin_bad_request")
+            return json_error(400, str(exc))
+
+    # -- handlers ----------------------------------------------------------------------------
+    async def state(self, request: Request, _: str | None) -> Response:
+        return json_response(self.router.state())
+
+    async def weights(self, request: Request, _: str | None) -> Response:
+        data = _json_object(request)
         if not data:
             raise _BadRequest("body must map at least one replica name to a weight")
-        return web.json_response({"weights": router.set_weights(data)})
+        return json_response({"weights": self.router.set_weights(data)})
 
-    async def variant_split(request: web.Request) -> web.Response:
-        data = await _json_object(request)
+    async def variant_split(self, request: Request, _: str | None) -> Response:
+        data = _json_object(request)
         model, fraction = data.get("model"), data.get("fraction")
         if not isinstance(model, str):
             raise _BadRequest('body must be {"model": <name>, "fraction": <0..1>}')
-        router.set_variant_split(model, fraction)
-        return web.json_response({"variant_split": router.splitter.fractions()})
+        self.router.set_variant_split(model, fraction)
+        return json_response({"variant_split": self.router.splitter.fractions()})
 
-    async def policy(request: web.Request) -> web.Response:
-        data = await _json_object(request)
-        name = data.get("policy")
+    async def policy(self, request: Request, _: str | None) -> Response:
+        name = _json_object(request).get("policy")
         if not isinstance(name, str):
             raise _BadRequest('body must be {"policy": <name>}')
-        return web.json_response({"policy": router.set_policy(name)})
+        return json_response({"policy": self.router.set_policy(name)})
 
-    async def add_replica(request: web.Request) -> web.Response:
-        data = await _json_object(request)
+    async def add_replica(self, request: Request, _: str | None) -> Response:
+        router = self.router
+        data = _json_object(request)
         unknown = sorted(set(data) - {"name", "url", "weight"})
         if unknown:
             raise _BadRequest(f"unknown keys {unknown}; expected name, url, weight")
@@ -109,34 +132,23 @@ def add_admin_routes(app: web.Application, router: Router) -> None:
         if data["name"] in router.pool.replicas:
             return json_error(409, f"replica {data['name']!r} already exists")
         replica = await router.add_replica(data["name"], data["url"], data.get("weight", 1.0))
-        return web.json_response(_replica_json(replica), status=201)
+        return json_response(_replica_json(replica), 201)
 
-    async def remove_replica(request: web.Request) -> web.Response:
-        name = request.match_info.get("name")
+    async def remove_replica(self, request: Request, name: str | None) -> Response:
+        router = self.router
         if name is None:
-            name = (await _json_object(request)).get("name")
+            name = _json_object(request).get("name")
             if not isinstance(name, str):
                 raise _BadRequest('body must be {"name": <replica>}')
             if name not in router.pool.replicas:
                 raise _BadRequest(f"unknown replica {name!r}")
         if name not in router.pool.replicas:
             return json_error(404, f"unknown replica {name!r}")
-        return web.json_response(_replica_json(router.remove_replica(name)))
+        return json_response(_replica_json(router.remove_replica(name)))
 
-    async def drain(request: web.Request) -> web.Response:
-        data = await _json_object(request)
+    async def drain(self, request: Request, _: str | None) -> Response:
+        data = _json_object(request)
         name = data.get("replica", data.get("name"))
-        if not isinstance(name, str) or name not in router.pool.replicas:
+        if not isinstance(name, str) or name not in self.router.pool.replicas:
             raise _BadRequest(f"unknown replica {name!r}")
-        return web.json_response(_replica_json(router.drain(name)))
-
-    add = app.router.add_route
-    add("GET", "/admin/state", guarded(state))
-    for method in ("PUT", "POST"):
-        add(method, "/admin/weights", guarded(weights))
-        add(method, "/admin/variant_split", guarded(variant_split))
-        add(method, "/admin/policy", guarded(policy))
-    add("POST", "/admin/replicas", guarded(add_replica))
-    add("DELETE", "/admin/replicas", guarded(remove_replica))
-    add("DELETE", "/admin/replicas/{name}", guarded(remove_replica))
-    add("POST", "/admin/drain", guarded(drain))
+        return json_response(_replica_json(self.router.drain(name)))

@@ -30,6 +30,8 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8080, help="0 picks a free port")
     p.add_argument("--otlp-endpoint", help="OTLP/HTTP traces URL, e.g. http://127.0.0.1:4318/v1/traces")
+    p.add_argument("--loop", choices=("auto", "uvloop", "asyncio"), default="auto",
+                   help="event loop: uvloop where installed (auto), or the one named")
 
 
 def register(subparsers: Any) -> None:
@@ -101,7 +103,16 @@ def run(args: argparse.Namespace) -> int:
     except (ValueError, ValidationError, OSError) as exc:
         print(f"warden router: bad configuration: {exc}", file=sys.stderr)
         return 2
-    asyncio.run(_serve(config, args.host, args.port, args.otlp_endpoint))
+    from serving.router.thread import new_event_loop
+
+    use_uvloop = {"auto": None, "uvloop": True, "asyncio": False}[getattr(args, "loop", "auto")]
+    try:
+        new_event_loop(use_uvloop).close()  # fail here, readably, if uvloop was asked for
+    except ImportError:
+        print("warden router: --loop uvloop but uvloop is not installed", file=sys.stderr)
+        return 2
+    with asyncio.Runner(loop_factory=lambda: new_event_loop(use_uvloop)) as runner:
+        runner.run(_serve(config, args.host, args.port, args.otlp_endpoint))
     return 0
 
 

@@ -10,8 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
-import aiohttp
-
+from serving.router.client import UpstreamClient, UpstreamError
 from serving.router.replicas import ReplicaPool, ReplicaState
 
 __all__ = ["HEALTH_PATH", "HealthChecker"]
@@ -24,12 +23,12 @@ HEALTH_PATH = "/v2/health/ready"
 class HealthChecker:
     """Runs the check loop on the router's event loop; never dies on an error."""
 
-    def __init__(self, pool: ReplicaPool, session: aiohttp.ClientSession, *, interval_s: float,
+    def __init__(self, pool: ReplicaPool, client: UpstreamClient, *, interval_s: float,
                  timeout_s: float, healthy_threshold: int, unhealthy_threshold: int) -> None:
         self.pool = pool
-        self.session = session
+        self.client = client
         self.interval_s = interval_s
-        self.timeout = aiohttp.ClientTimeout(total=timeout_s)
+        self.timeout_s = timeout_s
         self.healthy_threshold = healthy_threshold
         self.unhealthy_threshold = unhealthy_threshold
         self.rounds = 0
@@ -45,12 +44,12 @@ class HealthChecker:
         paths = [HEALTH_PATH] + [f"/v2/models/{m}/ready" for m in self.ready_models]
         try:
             for path in paths:
-                async with self.session.get(replica.url + path, timeout=self.timeout) as resp:
-                    await resp.read()
-                    if resp.status != 200:
-                        return False
+                resp = await self.client.request(replica.url, "GET", path,
+                                                 timeout_s=self.timeout_s)
+                if resp.status != 200:
+                    return False
             return True
-        except (TimeoutError, aiohttp.ClientError, OSError):
+        except (UpstreamError, OSError):
             return False
 
     async def check(self, replica: ReplicaState) -> bool:

@@ -12,6 +12,10 @@ Malformed JSON: a JSON body (or a binary body's JSON header) of at most
 answers it with a 500 that would count towards ejecting a healthy replica. That parse is the only
 look inside a body, it costs microseconds at those sizes, and its result is thrown away.
 
+Routes: ``route`` maps a request to its handler by splitting the path once (no regular
+expressions): the infer and passthrough routes of ``serving.router.server``; ``None`` for
+anything else (``/metrics``, ``/admin``, or a 404).
+
 Retries: only when no response was received (connection refused, reset or closed before the
 status line, connect timeout), each time on a replica not tried yet, at most ``max_retries``
 times. A response, even a 5xx, is final: the replica may have done the work.
@@ -21,12 +25,12 @@ from __future__ import annotations
 
 import json
 import time
-from typing import TYPE_CHECKING
+from collections.abc import Awaitable
+from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote
 
-import aiohttp
-from aiohttp import web
-from multidict import CIMultiDict
-
+from serving.router.client import UpstreamError, UpstreamTimeout
+from serving.router.http11 import Request, Response, json_response
 from serving.router.variants import LITE_SUFFIX
 
 if TYPE_CHECKING:
@@ -34,17 +38,21 @@ if TYPE_CHECKING:
 
 __all__ = ["HOP_BY_HOP", "Proxy", "json_error"]
 
+_PASSTHROUGH_TAILS = {("health", "ready"), ("health", "live")}
+
 #: Headers that belong to one connection, or that the sending side recomputes.
 HOP_BY_HOP = frozenset({
     "connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer",
     "transfer-encoding", "upgrade", "host", "content-length", "expect",
 })
-_RESPONSE_DROP = HOP_BY_HOP | {"date", "server"}
+_DROP = frozenset(h.encode() for h in HOP_BY_HOP)
+_DROP_TRACED = _DROP | {b"traceparent", b"tracestate"}
+_RESPONSE_DROP = _DROP | {b"date", b"server"}
 
 
-def json_error(status: int, message: str) -> web.Response:
+def json_error(status: int, message: str) -> Response:
     """KServe-style error body ``{"error": "..."}``."""
-    return web.json_response({"error": message}, status=status)
+    return json_response({"error": message}, status)
 
 
 def _json_problem(body: bytes, header_length: str | None, limit: int) -> str | None:
@@ -83,31 +91,56 @@ class _Outcome:
 
 
 class Proxy:
-    """aiohttp handlers for the KServe v2 routes; state lives on the ``Router``."""
+    """Handlers for the KServe v2 routes; state lives on the ``Router``."""
 
     def __init__(self, router: Router) -> None:
         self.r = router
 
+    def route(self, request: Request) -> Awaitable[Response] | None:
+        """The handler's answer for a KServe v2 route, or None if ``request`` is not one.
+
+        ``POST /v2/models/{model}[/versions/{version}]/infer``; ``GET /v2``,
+        ``/v2/health/{ready,live}``, ``/v2/models/{model}[/versions/{version}][/ready]``.
+        A ``{segment}`` is one non-empty path segment, percent-decoded.
+        """
+        path = request.path
+        if not path.startswith("/v2"):
+            return None
+        segs = path.split("/")  # "", "v2", ...
+        n = len(segs)
+        if segs[1] != "v2" or not all(segs[1:]):
+            return None
+        if request.method == "POST":
+            if segs[-1] != "infer" or n < 5 or segs[2] != "models":
+                return None
+            if n == 5:
+                return self.infer(request, unquote(segs[3]), None)
+            if n == 7 and segs[4] == "versions":
+                return self.infer(request, unquote(segs[3]), unquote(segs[5]))
+            return None
+        if request.method != "GET":
+            return None
+        if n == 2 or (n == 4 and (segs[2], segs[3]) in _PASSTHROUGH_TAILS):
+            return self.passthrough(request)
+        if n >= 4 and segs[2] == "models":
+            tail = segs[4:]
+            if tail and tail[-1] == "ready":
+                tail = tail[:-1]
+            if not tail or (len(tail) == 2 and tail[0] == "versions"):
+                return self.passthrough(request)
+        return None
+
     # -- handlers ----------------------------------------------------------------------------
-    async def infer(self, request: web.Request) -> web.StreamResponse:
-        """``POST /v2/models/{model}[/versions/{version}]/infer`` with the variant split applied."""
+    async def infer(self, request: Request, model: str, version: str | None) -> Response:
+        """``POST /v2/models/{model}[/versions/{version}]/infer`` with the variant split applied.
+
+        Bodies over ``max_body_bytes`` never get here: the server answers them 413."""
         r = self.r
-        model = request.match_info["model"]
-        version = request.match_info.get("version")
-        length = request.content_length
-        if length is not None and length > r.config.max_body_bytes:
-            r.metrics.count_rejection("too_large")
-            return json_error(413, f"request body of {length} bytes exceeds the limit of "
-                                   f"{r.config.max_body_bytes} bytes")
-        try:
-            body = await request.read()
-        except web.HTTPRequestEntityTooLarge:
-            r.metrics.count_rejection("too_large")
-            return json_error(413, f"request body exceeds the limit of {r.config.max_body_bytes} bytes")
+        body = request.body
         limit = r.config.validate_json_max_bytes
-        if limit and "Content-Encoding" not in request.headers:
-            problem = _json_problem(body, request.headers.get("Inference-Header-Content-Length"),
-                                    limit)
+        headers = request.headers
+        if limit and "content-encoding" not in headers:
+            problem = _json_problem(body, headers.get("inference-header-content-length"), limit)
             if problem is not None:
                 r.metrics.count_rejection("bad_request")
                 return json_error(400, problem)
@@ -120,43 +153,48 @@ class Proxy:
             path = f"/v2/models/{target}/versions/{version}/infer"
         return await self.forward(request, "POST", path, body, model=model, variant=variant)
 
-    async def passthrough(self, request: web.Request) -> web.StreamResponse:
+    async def passthrough(self, request: Request) -> Response:
         """Health, readiness and metadata GETs: forwarded to one replica, untraced, unsplit."""
-        return await self.forward(request, "GET", request.rel_url.raw_path, None,
-                                  model=None, variant="full")
+        return await self.forward(request, "GET", request.path, None, model=None, variant="full")
 
-    async def not_found(self, request: web.Request) -> web.Response:
-        """Anything that is not a KServe v2 route the router knows."""
+    def not_found(self, request: Request) -> Response:
+        """Anything that is not a route the router knows."""
         self.r.metrics.count_rejection("not_found")
-        return json_error(404, f"no route for {request.method} {request.rel_url.path}")
+        return json_error(404, f"no route for {request.method} {unquote(request.path)}")
 
     # -- forwarding --------------------------------------------------------------------------
-    async def forward(self, request: web.Request, method: str, path: str, body: bytes | None, *,
-                      model: str | None, variant: str) -> web.StreamResponse:
+    async def forward(self, request: Request, method: str, path: str, body: bytes | None, *,
+                      model: str | None, variant: str) -> Response:
         r = self.r
-        headers = CIMultiDict((k, v) for k, v in request.headers.items()
-                              if k.lower() not in HOP_BY_HOP)
-        span = None
+        tracer = None
+        span: Any = None  # an SDK Span or a LiteSpan, whichever the tracer makes
         if r.tracer is not None and model is not None:
-            span = r.tracer.start(request.headers, model)
-            r.tracer.inject(span, headers)
+            tracer = r.tracer
+            span = tracer.start(request.headers, model)
+            trace_headers: dict[str, str] = {}
+            tracer.inject(span, trace_headers)  # the context goes on, or nothing does
+            headers = [(k, v) for k, v in request.raw_headers if k.lower() not in _DROP_TRACED]
+            headers += [(k.encode("latin-1"), v.encode("latin-1"))
+                        for k, v in trace_headers.items()]
+        else:
+            headers = [(k, v) for k, v in request.raw_headers if k.lower() not in _DROP]
         out = _Outcome()
         try:
             response = await self._attempts(method, path, body, headers, out)
-        except BaseException as exc:  # cancelled by a client disconnect, or a bug: close the span
+        except BaseException as exc:  # cancelled at shutdown, or a bug: close the span
             out.status = out.status or 499
             out.error = out.error or f"{type(exc).__name__}: {exc}"
             raise
         finally:
-            if span is not None:
-                r.tracer.finish(span, status=out.status, replica=out.replica,  # type: ignore[union-attr]
-                                variant=variant, retries=out.retries, error=out.error)
+            if tracer is not None:
+                tracer.finish(span, status=out.status, replica=out.replica, variant=variant,
+                              retries=out.retries, error=out.error)
         if model is not None and out.status != 404:
             r.metrics.count_request(model, variant)
         return response
 
     async def _attempts(self, method: str, path: str, body: bytes | None,
-                        headers: CIMultiDict[str], out: _Outcome) -> web.StreamResponse:
+                        headers: list[tuple[bytes, bytes]], out: _Outcome) -> Response:
         r = self.r
         tried: set[str] = set()
         last_error = ""
@@ -175,45 +213,23 @@ class Proxy:
             replica.outstanding += 1
             replica.requests += 1
             started = time.perf_counter()
-            retryable, kind = False, "protocol"
             try:
-                try:
-                    resp = await r.session.request(method, replica.url + path, data=body,
-                                                   headers=headers, timeout=r.client_timeout,
-                                                   allow_redirects=False)
-                except aiohttp.ConnectionTimeoutError as exc:
-                    retryable, kind, last_error = True, "connect", f"connect timeout: {exc}"
-                    raise
-                except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
-                    kind, last_error = "timeout", f"upstream timeout after {r.config.timeout_s}s"
-                    raise _Fail(504) from exc
-                except aiohttp.ClientConnectionError as exc:
-                    retryable, kind, last_error = True, "connect", f"{type(exc).__name__}: {exc}"
-                    raise
-                except aiohttp.ClientError as exc:
-                    kind, last_error = "protocol", f"{type(exc).__name__}: {exc}"
-                    raise _Fail(502) from exc
-                try:
-                    payload = await resp.read()
-                except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
-                    kind, last_error = "timeout", f"upstream timeout after {r.config.timeout_s}s"
-                    raise _Fail(504) from exc
-                except aiohttp.ClientError as exc:
-                    kind, last_error = "protocol", f"response broken: {type(exc).__name__}: {exc}"
-                    raise _Fail(502) from exc
-                finally:
-                    resp.release()
-            except (TimeoutError, _Fail, aiohttp.ClientError) as exc:
+                resp = await r.client.request(replica.url, method, path, headers, body)
+            except UpstreamError as exc:
                 replica.outstanding -= 1
-                r.metrics.count_error(replica.name, kind)
+                r.metrics.count_error(replica.name, exc.kind)
                 if r.pool.record_failure(replica):
                     r.metrics.count_ejection(replica.name)
-                if retryable and out.retries < r.config.max_retries:
+                if isinstance(exc, UpstreamTimeout):
+                    last_error = f"upstream timeout after {r.config.timeout_s}s"
+                else:
+                    last_error = f"{type(exc).__name__}: {exc}"
+                if exc.retryable and out.retries < r.config.max_retries:
                     tried.add(replica.name)
                     out.retries += 1
                     r.metrics.retries.inc()
                     continue
-                status = exc.status if isinstance(exc, _Fail) else 502
+                status = 504 if isinstance(exc, UpstreamTimeout) else 502
                 out.status, out.error = status, last_error
                 return json_error(status, last_error)
             except BaseException:
@@ -231,14 +247,5 @@ class Proxy:
             else:
                 r.pool.record_success(replica)
             out.status = status
-            resp_headers = CIMultiDict((k, v) for k, v in resp.headers.items()
-                                       if k.lower() not in _RESPONSE_DROP)
-            return web.Response(status=status, body=payload, headers=resp_headers)
-
-
-class _Fail(Exception):
-    """A failed attempt that must not be retried; carries the status to answer with."""
-
-    def __init__(self, status: int) -> None:
-        super().__init__(status)
-        self.status = status
+            return Response(status, resp.body,
+                            [h for h in resp.headers if h[0].lower() not in _RESPONSE_DROP])

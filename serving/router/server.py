@@ -1,4 +1,4 @@
-"""``Router``: the aiohttp server in front of N Triton replicas, and its control methods.
+"""``Router``: the HTTP server in front of N Triton replicas, and its control methods.
 
 Routes (KServe v2, forwarded to one replica chosen by the policy):
 
@@ -9,6 +9,9 @@ Routes (KServe v2, forwarded to one replica chosen by the policy):
 * ``GET /metrics``: the router's own Prometheus metrics (see ``serving.router.metrics``)
 * ``/admin/...``: the JSON control API (see ``serving.router.admin``)
 * anything else: 404 ``{"error": ...}``
+
+The server is ``serving.router.http11`` and the upstream client ``serving.router.client``: lean
+on purpose, see why there.
 
 The control methods (``set_weights``, ``add_replica``...) must run on the router's event loop;
 from another thread use ``RouterThread.call`` or the HTTP admin API.
@@ -23,13 +26,14 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-import aiohttp
-from aiohttp import web
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
+from serving.router.client import UpstreamClient
+from serving.router.admin import AdminApi
 from serving.router.config import RouterConfig, check_replica_name, check_url, check_weight
 from serving.router.health import HealthChecker
+from serving.router.http11 import HttpServer, Request, Response
 from serving.router.metrics import RouterMetrics
 from serving.router.policies import Policy, make_policy
 from serving.router.proxy import Proxy
@@ -61,60 +65,49 @@ class Router:
         self.tracer: RouterTracer | LiteRouterTracer | None = (
             make_router_tracer(tracer_provider, config.trace_deep_ratio)
             if tracer_provider is not None else None)
-        self.client_timeout = aiohttp.ClientTimeout(total=config.timeout_s,
-                                                    sock_connect=config.connect_timeout_s)
-        self.session: aiohttp.ClientSession = None  # type: ignore[assignment]  # set in start()
+        self.client: UpstreamClient = None  # type: ignore[assignment]  # set in start()
         self.health: HealthChecker | None = None
         self._health_task: asyncio.Task[None] | None = None
-        self._runner: web.AppRunner | None = None
+        self.proxy = Proxy(self)
+        self.admin = AdminApi(self)
+        self._http: HttpServer | None = None
         self.host: str | None = None
         self.port: int | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------
-    def make_app(self) -> web.Application:
-        """The aiohttp application (routes above); used by ``start`` and usable in tests."""
-        from serving.router.admin import add_admin_routes
+    async def handle(self, request: Request) -> Response:
+        """Answer one request (the routes above)."""
+        answer = self.proxy.route(request)
+        if answer is None:
+            if request.path == "/metrics" and request.method == "GET":
+                return self._metrics()
+            if request.path.startswith("/admin/"):
+                answer = self.admin.route(request)
+            if answer is None:
+                return self.proxy.not_found(request)
+        return await answer
 
-        proxy = Proxy(self)
-        # request.read() raises 413 past this size; the proxy turns that into a JSON error
-        app = web.Application(client_max_size=self.config.max_body_bytes)
-        add = app.router.add_route
-        add("POST", "/v2/models/{model}/infer", proxy.infer)
-        add("POST", "/v2/models/{model}/versions/{version}/infer", proxy.infer)
-        for path in ("/v2", "/v2/health/ready", "/v2/health/live", "/v2/models/{model}",
-                     "/v2/models/{model}/ready", "/v2/models/{model}/versions/{version}",
-                     "/v2/models/{model}/versions/{version}/ready"):
-            add("GET", path, proxy.passthrough)
-        add("GET", "/metrics", self._metrics)
-        add_admin_routes(app, self)
-        add("*", "/{tail:.*}", proxy.not_found)
-        return app
+    def _bad_request(self, status: int) -> None:
+        """The server refused a request before routing it (413, or malformed HTTP)."""
+        self.metrics.count_rejection("too_large" if status == 413 else "bad_request")
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> int:
         """Open the client pool, start health checks, listen. Returns the bound port."""
-        connector = aiohttp.TCPConnector(limit=0, keepalive_timeout=30.0, ttl_dns_cache=300)
-        # no cookie jar (a proxy must not keep cookies), no decompression, no added headers
-        self.session = aiohttp.ClientSession(connector=connector, auto_decompress=False,
-                                             cookie_jar=aiohttp.DummyCookieJar(),
-                                             skip_auto_headers=("User-Agent", "Accept-Encoding",
-                                                                "Accept"))
         c = self.config
-        self.health = HealthChecker(self.pool, self.session, interval_s=c.health_interval_s,
+        # bytes in, bytes out: no cookies, no decompression, no headers of its own but Host
+        self.client = UpstreamClient(connect_timeout_s=c.connect_timeout_s, timeout_s=c.timeout_s,
+                                     keepalive_s=30.0)
+        self.health = HealthChecker(self.pool, self.client, interval_s=c.health_interval_s,
                                     timeout_s=c.health_timeout_s,
                                     healthy_threshold=c.healthy_threshold,
                                     unhealthy_threshold=c.unhealthy_threshold)
         self.health.ready_models = list(c.ready_models)
         if c.health_interval_s > 0:
             self._health_task = asyncio.get_running_loop().create_task(self.health.run())
-        # auto_decompress=False: a gzip body is forwarded compressed, with its Content-Encoding
-        # shutdown_timeout: stop() waits this long for in-flight requests, not aiohttp's 60 s
-        self._runner = web.AppRunner(self.make_app(), access_log=None, handle_signals=False,
-                                     auto_decompress=False, shutdown_timeout=2.0)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, host, port, reuse_address=True)
-        await site.start()
-        sockets = site._server.sockets  # type: ignore[union-attr]
-        self.host, self.port = host, sockets[0].getsockname()[1]
+        # bodies are never decompressed: a gzip body goes on compressed, with its Content-Encoding
+        self._http = HttpServer(self.handle, max_body_bytes=c.max_body_bytes,
+                                on_bad_request=self._bad_request)
+        self.host, self.port = host, await self._http.start(host, port)
         return self.port
 
     async def stop(self) -> None:
@@ -124,20 +117,20 @@ class Router:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._health_task
             self._health_task = None
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
-        if self.session is not None and not self.session.closed:
-            await self.session.close()
+        if self._http is not None:
+            await self._http.stop(grace_s=2.0)  # requests in flight get this long to finish
+            self._http = None
+        if self.client is not None:
+            await self.client.close()
 
     @property
     def url(self) -> str:
         """Base URL once started, e.g. ``http://127.0.0.1:41234``."""
         return f"http://{self.host}:{self.port}"
 
-    async def _metrics(self, request: web.Request) -> web.Response:
-        body = generate_latest(self.registry)
-        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+    def _metrics(self) -> Response:
+        return Response(200, generate_latest(self.registry),
+                        [(b"Content-Type", CONTENT_TYPE_LATEST.encode("ascii"))])
 
     # -- control (event-loop thread only) ----------------------------------------------------
     def state(self) -> dict[str, Any]:

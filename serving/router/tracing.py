@@ -192,10 +192,18 @@ class LiteRouterTracer:
         return True
 
     @staticmethod
-    def finish(span: Any, *, status: int, replica: str | None, variant: str, retries: int,
+    def finish(span: LiteSpan, *, status: int, replica: str | None, variant: str, retries: int,
                error: str | None) -> None:
-        RouterTracer.finish(span, status=status, replica=replica, variant=variant,
-                            retries=retries, error=error)
+        """:meth:`RouterTracer.finish` straight into the span's fields (the same attributes)."""
+        attributes = span.attributes
+        attributes["warden.variant"] = variant
+        if replica is not None:
+            attributes["warden.replica"] = replica
+        attributes["http.status_code"] = status
+        attributes["retries"] = retries
+        if error is not None or status >= 500:
+            span.error = error or f"HTTP {status}"
+        span.end()
 
 
 def make_router_tracer(provider: Any, deep_ratio: float = 1.0) -> RouterTracer | LiteRouterTracer:

@@ -375,12 +375,14 @@ def test_cli_config_from_flags_and_yaml(tmp_path) -> None:  # type: ignore[no-un
 
 
 @pytest.mark.slow
-def test_cli_serves_until_sigterm(ups: list[EchoUpstream]) -> None:
+@pytest.mark.parametrize("loop", ["auto", "asyncio"])
+def test_cli_serves_until_sigterm(ups: list[EchoUpstream], loop: str) -> None:
     import subprocess
     import sys
 
     proc = subprocess.Popen([sys.executable, "-m", "serving.router.cli", "--port", "0",
-                             "--replica", f"r0={ups[0].url}"], stdout=subprocess.PIPE, text=True)
+                             "--replica", f"r0={ups[0].url}", "--loop", loop],
+                            stdout=subprocess.PIPE, text=True)
     try:
         line = proc.stdout.readline()  # type: ignore[union-attr]
         assert line.startswith("warden router listening on http://127.0.0.1:"), line

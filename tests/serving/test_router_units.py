@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import importlib.util
 import math
 import random
 
@@ -182,3 +183,21 @@ def test_config_defaults_and_url_normalised() -> None:
     cfg = RouterConfig(replicas=[{"name": "r0", "url": "http://127.0.0.1:8000/"}])
     assert cfg.replicas[0].url == "http://127.0.0.1:8000"
     assert cfg.max_body_bytes == 64 * 1024 * 1024 and cfg.policy == "peak_ewma"
+
+
+def test_event_loop_is_uvloop_where_installed_and_asyncio_without(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    from serving.router.thread import new_event_loop
+
+    if importlib.util.find_spec("uvloop") is not None:
+        loop = new_event_loop()
+        assert type(loop).__module__.startswith("uvloop")
+        loop.close()
+    monkeypatch.setitem(sys.modules, "uvloop", None)  # as if not installed: import fails
+    loop = new_event_loop()
+    assert type(loop).__module__.startswith("asyncio")
+    loop.close()
+    with pytest.raises(ImportError):
+        new_event_loop(True)
