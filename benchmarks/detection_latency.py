@@ -45,11 +45,13 @@ def _recent(store: Store, replica: str, seconds: float) -> np.ndarray:
     return ch.latency_s.to_numpy()
 
 
-def _fault_for(kind: str, lat: np.ndarray) -> dict[str, float]:
+def _fault_for(kind: str, lat: np.ndarray, normal_dx_s: float) -> dict[str, float]:
+    """Latency x2: the median added. Jitter: 10% of requests stall 5x the replica's learned
+    normal |successive difference| (its 0.9 quantile), 50-150 ms, as tests/test_lab_detection.py
+    does, so the fault is equally visible on a quiet and on a loaded machine."""
     if kind == "latency x2":
         return {"extra_latency_ms": float(np.median(lat)) * 1e3}
-    p50, p90 = np.percentile(lat, [50, 90])
-    return {"jitter_ms": min(max(40.0, 2e3 * (p90 - p50)), 150.0), "jitter_prob": 0.1}
+    return {"jitter_ms": min(max(50.0, 5e3 * normal_dx_s), 150.0), "jitter_prob": 0.1}
 
 
 def _firing(store: Store, since: float) -> list[tuple[float, str, str]]:
@@ -73,7 +75,8 @@ def trial(lab: Lab, store: Store, kind: str, victim: str) -> tuple[float | None,
     """Inject one fault; seconds until its alert fired on the victim (None: not within the
     timeout), and how many detection alerts fired on other replicas meanwhile."""
     control = ReplicaControl(lab.fleet.get(victim).control_url)
-    fault = _fault_for(kind, _recent(store, victim, 10))
+    variance = lab.telemetry.detection.keys[("synth", victim)].detectors["variance"]
+    fault = _fault_for(kind, _recent(store, victim, 10), variance.baseline_.lookup(time.time())[2])
     t0 = time.time()
     control.set_faults(**fault)
     detected: float | None = None
