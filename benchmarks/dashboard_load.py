@@ -142,9 +142,9 @@ def time_page(page: str, window: str, runs: int) -> list[float]:
 
 #: page url path -> the text of its last section, and how many charts it draws
 BROWSER_PAGES: dict[str, tuple[str, int]] = {
-    "": ("Router", 1), "latency": ("Anomalies", 2), "traces": ("GPU at that time", 1),
+    "": ("Router", 1), "latency": ("Anomalies", 1), "traces": ("GPU at that time", 1),
     "gpus": ("Throttle reasons", 1), "alerts": ("Evidence of audit row", 0),
-    "chaos": ("Timeline", 2),
+    "chaos": ("Timeline", 1),
 }
 #: Waits in the page (no layout forced, no polling round trips) until the page has settled.
 SETTLE_JS = """

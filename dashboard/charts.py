@@ -18,17 +18,27 @@ import pandas as pd
 from warden.records import Stage
 
 __all__ = [
+    "MAX_POINTS_PER_SERIES",
+    "PANEL_POINTS",
     "band_spec",
     "events_spec",
     "line_spec",
     "panels_spec",
     "stage_layout",
     "timeline_spec",
+    "vconcat_spec",
     "waterfall_spec",
 ]
 
 #: Most points a chart sends per series; callers downsample before (queries, downsample).
 MAX_POINTS_PER_SERIES = 2_000
+#: Points per series in a small-multiples panel (``panels_spec``, about 380 px wide): one per
+#: ~3 px keeps the shape, and the GPU page's eight panels of ten devices send 9,600 points, not
+#: 24,000 (the browser's cost of a chart follows the points it draws).
+PANEL_POINTS = 120
+#: Merged into every spec: draw on a canvas (one element, not an SVG node per mark; Streamlit
+#: picks canvas by itself only past 2,000 points) and skip ARIA attributes per mark.
+_LIGHT: dict = {"usermeta": {"embedOptions": {"renderer": "canvas"}}, "config": {"aria": False}}
 #: Vega picks the tick format from the span (seconds for minutes, dates for days).
 _TIME = {"type": "temporal", "title": "UTC", "scale": {"type": "utc"},
          "axis": {"labelOverlap": True}}
@@ -81,7 +91,7 @@ def line_spec(df: pd.DataFrame, y: str, color: str | None, title: str, *, yaxis:
                         "legend": {"orient": "right"}}
         enc["tooltip"].insert(0, {"field": "series", "type": "nominal", "title": color})
     spec = {"title": title, "mark": {"type": "line", "interpolate": "linear"},
-            "height": 260, "encoding": enc}
+            "height": 260, "encoding": enc, **_LIGHT}
     return data, spec
 
 
@@ -119,6 +129,7 @@ def panels_spec(df: pd.DataFrame, panels: Sequence[tuple[str, str, str, float]],
             "tooltip": [{"field": "series", "title": color}, _TOOLTIP_TIME,
                         {"field": "v", "type": "quantitative", "format": ".4~g"}]}},
         "resolve": {"scale": {"y": "independent"}, "axis": {"x": "independent"}},
+        **_LIGHT,
     }
     return data, spec
 
@@ -180,7 +191,7 @@ def band_spec(win: pd.DataFrame, band: pd.DataFrame | None, anomalies: pd.DataFr
                                                 "filled": True, "color": "black"},
          "encoding": {"x": x, "y": {"field": "v", "type": "quantitative"},
                       "tooltip": [_TOOLTIP_TIME, {"field": "text", "title": "anomaly"}]}},
-    ]}
+    ], **_LIGHT}
     return data, spec
 
 
@@ -243,7 +254,7 @@ def waterfall_spec(bars: pd.DataFrame, title: str, *,
         {"mark": {"type": "text", "align": "left", "dx": 4},
          "encoding": {"y": y, "x": {"field": "end_ms", "type": "quantitative"},
                       "text": {"field": "text"}}},
-    ]}
+    ], **_LIGHT}
     return data, spec
 
 
@@ -263,7 +274,7 @@ def timeline_spec(df: pd.DataFrame, start: str, end: str, row: str, color: str, 
                          "color": {"field": "color", "type": "nominal", "title": color,
                                    "legend": {"orient": "bottom"}},
                          "tooltip": [*({"field": f"h_{h}", "title": h} for h in hover),
-                                     _TOOLTIP_TIME]}}
+                                     _TOOLTIP_TIME]}, **_LIGHT}
     return data, spec
 
 
@@ -277,5 +288,32 @@ def events_spec(ev: pd.DataFrame, title: str) -> tuple[pd.DataFrame, dict]:
                          "y": {"field": "kind", "type": "nominal", "title": None},
                          "color": {"field": "kind", "type": "nominal", "legend": None},
                          "tooltip": [_TOOLTIP_TIME, {"field": "kind"},
-                                     {"field": "message"}]}}
+                                     {"field": "message"}]}, **_LIGHT}
+    return data, spec
+
+
+def vconcat_spec(charts: Sequence[tuple[pd.DataFrame, dict]], *,
+                 width: int = 900) -> tuple[pd.DataFrame, dict]:
+    """Several ``(data, spec)`` charts stacked in ONE Vega-Lite chart.
+
+    Why: in headless Chromium each chart element costs its own Vega runtime (parse, dataflow,
+    a canvas) whatever its size; two charts stacked in one spec pay that once. The data is
+    the charts' frames one after another with a ``chart`` column (0, 1, ...) that each view
+    filters on; columns one chart lacks are empty for the others' rows. Scales, axes and
+    legends stay independent, as they were for separate charts.
+    """
+    frames, views = [], []
+    for i, (data, spec) in enumerate(charts):
+        frames.append(data.assign(chart=i))
+        view = {k: v for k, v in spec.items() if k not in ("usermeta", "config")}
+        view["transform"] = [{"filter": {"field": "chart", "equal": i}},
+                             *view.get("transform", [])]
+        if "facet" not in view:
+            view.setdefault("width", width)
+        views.append(view)
+    data = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["chart"])
+    spec = {"vconcat": views, "spacing": 30,
+            "resolve": {"scale": {"color": "independent", "x": "independent",
+                                  "y": "independent"},
+                        "legend": {"color": "independent"}}, **_LIGHT}
     return data, spec

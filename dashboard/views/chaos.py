@@ -26,21 +26,23 @@ def body(ctx: PageContext) -> None:
                  [["title", "verdict", "started", "ended", "time_to_detect_s",
                    "time_to_recover_s", "slo_violation_s", "journal"]],
                  hide_index=True, key="chaos_experiments")
-    st.vega_lite_chart(*charts.timeline_spec(
-        exps.dropna(subset=["started_at", "ended_at"]), "started_at", "ended_at", "title",
-        "verdict", "Experiments", hover=("title", "verdict", "slo_violation_s")),
-        key="chaos_gantt")
     pick = st.selectbox("Journal", list(exps["journal"]), key="chaos_journal",
                         format_func=lambda f: f"{exps.loc[exps['journal'] == f, 'title'].iloc[0]}"
                                               f" ({f})")
     ev = j.events[j.events["journal"] == pick]
     st.subheader("Timeline")
+    gantt = charts.timeline_spec(
+        exps.dropna(subset=["started_at", "ended_at"]), "started_at", "ended_at", "title",
+        "verdict", "Experiments", hover=("title", "verdict", "slo_violation_s"))
     if ev.empty:
+        st.vega_lite_chart(*gantt, key="chaos_timeline")
         st.info("This journal has no timeline events.")
         return
     ev = ev.assign(time=to_datetime(ev["ts"]))
-    st.vega_lite_chart(*charts.events_spec(ev, "Events"), key="chaos_timeline")
+    # the experiments and the picked journal's events in one chart element: each element costs
+    # the browser its own Vega runtime
+    st.vega_lite_chart(*charts.vconcat_spec([gantt, charts.events_spec(ev, "Events")]),
+                       key="chaos_timeline")
     st.dataframe(ev[["time", "kind", "message"]], hide_index=True, key="chaos_events")
-
 
 run_page("Chaos", body)

@@ -49,7 +49,8 @@ def _latest(ctx: PageContext) -> list[str]:
 
 def _history(ctx: PageContext, devices: list[str]) -> None:
     picked = st.multiselect("Devices", devices, default=devices, key="gpus_devices")
-    df = cached(ctx.store, downsample.gpu, ctx.start, ctx.end, devices=picked or devices)
+    df = cached(ctx.store, downsample.gpu, ctx.start, ctx.end, points=charts.PANEL_POINTS,
+                devices=picked or devices)
     if df.empty:
         return
     df["label"] = [f"{d} (simulated)" if s else d for d, s in

@@ -57,17 +57,18 @@ def body(ctx: PageContext) -> None:
     win = queries.latency_windows(lat, window_s)
     anomalies = cached(ctx.store, Store.anomalies, ctx.start, ctx.end)
     band, caption = _band(ctx, win, model)
-    data, spec = charts.band_spec(win, band, anomalies,
-                                  f"{model}: latency quantiles per {window_s:g} s window")
-    st.vega_lite_chart(data, spec, key="latency_quantiles")
-    st.caption(caption + (" " + queries.sample_note(lat) if queries.sample_note(lat) else ""))
-    st.subheader("Jitter")
     jit = queries.latency_windows(lat, window_s, by=("replica",))
     jit["std_ms"] = jit["std"] * 1000
-    data, spec = charts.line_spec(jit, "std_ms", "replica",
-                                  "Standard deviation of latency per window (jitter)",
-                                  x="window_start", yaxis="ms")
-    st.vega_lite_chart(data, spec, key="latency_jitter", height=300)
+    # one chart element for both (each element costs the browser a Vega runtime)
+    data, spec = charts.vconcat_spec([
+        charts.band_spec(win, band, anomalies,
+                         f"{model}: latency quantiles per {window_s:g} s window"),
+        charts.line_spec(jit, "std_ms", "replica",
+                         "Jitter: standard deviation of latency per window, per replica",
+                         x="window_start", yaxis="ms")])
+    st.vega_lite_chart(data, spec, key="latency_quantiles")
+    st.caption(caption + (" " + queries.sample_note(lat) if queries.sample_note(lat) else "")
+               + " Jitter (below the quantiles): standard deviation of latency per window.")
     overall = queries.chain_stats(lat.assign(model=model), by=("model",))
     if not overall.empty:
         r = overall.iloc[0]

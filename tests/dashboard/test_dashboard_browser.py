@@ -24,12 +24,12 @@ FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-
 #: url path -> (texts that must appear, charts drawn: plotly and Vega-Lite)
 PAGES: dict[str, tuple[tuple[str, ...], int]] = {
     "": (("Fleet", "Replicas", "Healthy", "Latency per model and replica", "No lab running"), 1),
-    "latency": (("Latency", "Jitter", "Anomalies", "P99 (ms)"), 2),
+    "latency": (("Latency", "Jitter", "Anomalies", "P99 (ms)"), 1),
     "traces": (("Traces", "Slowest 20 chains", "Offsets from the raw spans", "GPU at that time"),
                1),
     "gpus": (("GPUs", "SIMULATED", "Throttle reasons", "Devices"), 1),
     "alerts": (("Alert timeline", "Notification outbox", "Remediation audit", "Evidence"), 1),
-    "chaos": (("Chaos", "Experiments", "Timeline", "broken.json"), 2),
+    "chaos": (("Chaos", "Experiments", "Timeline", "broken.json"), 1),
 }
 TIMEOUT_S = 25.0
 #: a drawn chart: plotly's or Vega-Lite's container

@@ -10,6 +10,7 @@ import pytest
 from dashboard_helpers import frame, metrics, texts, vega
 from dashboard_seed import DURATION_S, REPLICAS, T0, baselines_table, seed
 
+from dashboard.charts import PANEL_POINTS
 from dashboard.queries import bucket_seconds
 from warden.records import Stage
 
@@ -103,8 +104,11 @@ def test_latency_quantiles_band_and_anomalies(seeded, page):
     an = frame(at, "detector", "series", "score")
     assert sorted(an["detector"]) == ["p99_drift", "variance"]
     assert sorted(an["score"]) == pytest.approx(sorted(a.score for a in seeded.anomalies))
-    spec, data = vega(at, 0)
+    spec, both = vega(at, 0)  # quantiles (chart 0) and jitter (chart 1) in one chart
+    assert len(at.get("vega_lite_chart")) == 1 and len(spec["vconcat"]) == 2
+    data = both[both["chart"] == 0]
     assert set(data["series"]) == {"P50", "P95", "P99", "baseline", "anomaly"}
+    assert set(both[both["chart"] == 1]["series"]) == set(REPLICAS)  # jitter per replica
     marks = data[data["layer"] == "anomaly"]
     assert sorted(marks["t"]) == pytest.approx(sorted(a.ts * 1000 for a in seeded.anomalies))
     # P99 per window (30 s over the default hour) is the store's chains' P99, in ms
@@ -133,7 +137,7 @@ def test_latency_uses_stored_baselines_when_present(tmp_path, page):
     _clean(at)
     assert any("stored baseline of `request_latency_seconds`" in c for c in texts(at, "caption"))
     spec, data = vega(at, 0)
-    band = data[data["layer"] == "band"]
+    band = data[(data["chart"] == 0) & (data["layer"] == "band")]
     assert list(band["lo"]) == pytest.approx([10.0] * len(rows))  # lower bound, in ms
     assert list(band["hi"]) == pytest.approx([40.0] * len(rows))
 
@@ -192,7 +196,7 @@ def test_gpus_latest_readings_simulated_marked_and_throttling(seeded, page):
     data = panels[panels["panel"] == "Temperature (°C)"]
     assert set(data["series"]) == {"gpu0 (simulated)", "gpu1", "gpu2 (simulated)"}
     # the default range (1 h) over 1 s readings: exact means per aligned bucket
-    step = bucket_seconds(0, 3600, 300)
+    step = bucket_seconds(0, 3600, PANEL_POINTS)
     b0 = T0 // step * step
     g0 = data[data["series"] == "gpu0 (simulated)"]
     first = [g.temperature_c for g in seeded.gpu if g.device == "gpu0" and g.ts < b0 + step]
