@@ -25,13 +25,12 @@ leaves the router (scaled in) has its replica alerts resolved rather than left f
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
-
-import pandas as pd
 
 from anomaly.rules import AlertRule, RuleEvaluator
 from anomaly.signals import (
@@ -43,7 +42,7 @@ from anomaly.signals import (
     ThrottleRule,
 )
 from warden.detection import ALERTS_DDL, AlertSink, alerts_table_rows
-from warden.records import Alert, Sample, freeze_labels
+from warden.records import Alert, GpuReading, Sample, freeze_labels
 from warden.store import Store
 from warden.store_schema import gpu_from_row
 
@@ -98,15 +97,20 @@ class SignalHook:
     def __call__(self, now: float) -> None:
         models = list(self.models())
         routed = self._router_state()
+        tick = _Tick(self._samples(now - max(self.window_s, UP_LOOKBACK_S), now))
         transitions: list[Alert] = []
         if routed is not None:
-            transitions += self._hung(now, models, routed)
-        transitions += self._throttling(now, models)
+            transitions += self._hung(now, models, routed, tick)
+        readings = self._gpu(now)
+        transitions += self._throttling(now, models, readings)
         serving = None if routed is None else {
             r["name"] for r in routed
             if r.get("healthy", True) and not r.get("ejected", False) and r.get("weight", 1) > 0}
+        recorded: list[Sample] = []
         for model in models:
-            transitions += self._saturation(now, model, serving)
+            transitions += self._saturation(now, model, serving, tick, readings, recorded)
+        if recorded:
+            self.store.write_samples(recorded)
         if routed is not None:
             transitions += self._forget_gone(now, {r["name"] for r in routed})
         if transitions:
@@ -121,6 +125,9 @@ class SignalHook:
     def firing(self) -> list[Alert]:
         return self.rules.firing()
 
+    def pending(self) -> list[Alert]:
+        return self.rules.pending()
+
     # -- the three rules ------------------------------------------------------------------------
 
     def _router_state(self) -> list[Mapping[str, Any]] | None:
@@ -133,9 +140,10 @@ class SignalHook:
             logger.debug("router state unreadable: %s", exc)
             return None
 
-    def _hung(self, now: float, models: list[str], routed: list[Mapping[str, Any]]
-              ) -> list[Alert]:
-        up = self._last_values("triton_up", now - max(self.window_s, 5.0), now)
+    def _hung(self, now: float, models: list[str], routed: list[Mapping[str, Any]],
+              tick: _Tick) -> list[Alert]:
+        up = {labels["replica"]: points[-1][1]
+              for labels, points in tick.series("triton_up") if "replica" in labels}
         ages = self._chain_ages(now)
         statuses = [ReplicaStatus(
             name=str(r["name"]), healthy=bool(r.get("healthy", True)),
@@ -150,35 +158,39 @@ class SignalHook:
                                           now, score, evidence)
         return out
 
-    def _throttling(self, now: float, models: list[str]) -> list[Alert]:
-        since = max(self._gpu_after, now - self.window_s)  # readings not scored yet, if recent
-        df = self.store.query("SELECT * FROM gpu_readings WHERE ts > ? AND ts <= ? ORDER BY ts",
-                              (since, now))
-        if df.empty:
-            return []
-        self._gpu_after = float(df["ts"].max())
+    def _gpu(self, now: float) -> list[GpuReading]:
+        """The newest reading per (replica, device) in the window."""
+        df = self.store.query(
+            "SELECT g.* FROM gpu_readings g JOIN (SELECT replica, device, MAX(ts) AS ts "
+            "FROM gpu_readings WHERE ts > ? AND ts <= ? GROUP BY replica, device) m "
+            "ON g.replica = m.replica AND g.device = m.device AND g.ts = m.ts",
+            (now - self.window_s, now))
+        return [gpu_from_row(row) for row in df.to_dict("records") if row.get("replica")]
+
+    def _throttling(self, now: float, models: list[str], readings: list[GpuReading]
+                    ) -> list[Alert]:
         out: list[Alert] = []
-        latest = df.groupby(["replica", "device"], sort=True).tail(1)
-        for row in latest.to_dict("records"):
-            reading = gpu_from_row(row)
-            if not reading.replica:
-                continue
+        for reading in readings:
+            if reading.ts <= self._gpu_after:
+                continue  # scored at an earlier tick: this tick's reading did not come
             score, evidence = self.throttle.score(reading)
             for model in models:
                 labels = {"model": model, "replica": reading.replica, "device": reading.device}
                 out += self.rules.observe("gpu_throttling", labels, now, score, evidence)
+        if readings:
+            self._gpu_after = max(self._gpu_after, max(r.ts for r in readings))
         return out
 
-    def _saturation(self, now: float, model: str, serving: set[str] | None) -> list[Alert]:
+    def _saturation(self, now: float, model: str, serving: set[str] | None, tick: _Tick,
+                    readings: list[GpuReading], recorded: list[Sample]) -> list[Alert]:
         start = now - self.window_s
-        queue = self._means("triton_queue_duration_seconds", {"model": model}, start, now)
-        pending = self._last_values("triton_pending_requests", start, now, {"model": model},
-                                    reduce="sum")
-        util = self._utilization(model, start, now)
-        replicas = sorted(set(queue) | set(util))
-        self._record_utilization(model, util, now)
-        loads = [ReplicaLoad(r, util.get(r), queue.get(r), pending.get(r)) for r in replicas
-                 if serving is None or r in serving]
+        queue = tick.replica_means("triton_queue_duration_seconds", model, start)
+        pending = tick.replica_last_sums("triton_pending_requests", model, start)
+        util = self._utilization(model, start, tick, readings)
+        recorded += [Sample(UTILIZATION_SERIES, freeze_labels({"model": model, "replica": r}),
+                            now, u) for r, u in util.items() if math.isfinite(u)]
+        loads = [ReplicaLoad(r, util.get(r), queue.get(r), pending.get(r))
+                 for r in sorted(set(queue) | set(util)) if serving is None or r in serving]
         score, evidence = self.saturation.score(loads)
         return self.rules.observe("model_saturated", {"model": model}, now, score, evidence)
 
@@ -196,59 +208,83 @@ class SignalHook:
 
     # -- store readers --------------------------------------------------------------------------
 
-    def _utilization(self, model: str, start: float, end: float) -> dict[str, float]:
-        """Busy fraction per replica: its GPU's (mean over the window, busiest device), else
-        Triton's executor for the model (executions/s x compute seconds per execution)."""
+    def _utilization(self, model: str, start: float, tick: _Tick,
+                     readings: list[GpuReading]) -> dict[str, float]:
+        """Busy fraction per replica: its GPU's latest reading (the busiest device; a reading
+        is already an average over the device's own window), else Triton's executor for the
+        model (executions/s x compute seconds per execution, averaged over the window)."""
         out: dict[str, float] = {}
-        gpu = self.store.query("SELECT replica, device, AVG(utilization) AS u FROM gpu_readings "
-                               "WHERE ts > ? AND ts <= ? GROUP BY replica, device", (start, end))
-        for r in gpu.itertuples():
-            if r.replica and r.u is not None:
-                out[str(r.replica)] = max(out.get(str(r.replica), 0.0), float(r.u))
-        execs = self.store.series("triton_execution_per_second", {"model": model}, start,
-                                  end + 1e-6)
-        infer = self.store.series("triton_compute_infer_duration_seconds", {"model": model},
-                                  start, end + 1e-6)
-        if execs.empty or infer.empty:
-            return out
-        both = pd.merge(execs, infer, on=["ts", "replica", "variant"], suffixes=("_e", "_i"))
-        both["busy"] = both["value_e"] * both["value_i"]
-        for replica, g in both.groupby("replica"):
-            if str(replica) not in out:
-                busy = g.groupby("variant")["busy"].mean().sum()
-                out[str(replica)] = float(min(max(busy, 0.0), 1.0))
+        for r in readings:
+            out[r.replica] = max(out.get(r.replica, 0.0), float(r.utilization))
+        execs = tick.by_key("triton_execution_per_second", model, start)
+        infer = tick.by_key("triton_compute_infer_duration_seconds", model, start)
+        busy: dict[str, float] = {}
+        for key, points in execs.items():
+            compute = dict(infer.get(key, []))
+            products = [v * compute[ts] for ts, v in points if ts in compute]
+            if products:
+                busy[key[0]] = busy.get(key[0], 0.0) + sum(products) / len(products)
+        for replica, b in busy.items():
+            out.setdefault(replica, min(max(b, 0.0), 1.0))
         return out
 
-    def _record_utilization(self, model: str, util: Mapping[str, float], now: float) -> None:
-        samples = [Sample(UTILIZATION_SERIES, freeze_labels({"model": model, "replica": r}), now,
-                          float(u)) for r, u in util.items() if math.isfinite(u)]
-        if samples:
-            self.store.write_samples(samples)
-
-    def _means(self, name: str, labels: Mapping[str, str], start: float, end: float
-               ) -> dict[str, float]:
-        """Mean per replica over the window (the largest over variants: the busier executor)."""
-        df = self.store.series(name, labels, start, end + 1e-6)  # [start, end]: this tick's too
-        if df.empty or "replica" not in df:
-            return {}
-        by = ["replica", "variant"] if "variant" in df else ["replica"]
-        means = df.groupby(by)["value"].mean()
-        return {str(k): float(v) for k, v in means.groupby(level=0).max().items()}
-
-    def _last_values(self, name: str, start: float, end: float,
-                     labels: Mapping[str, str] | None = None, *, reduce: str = "last"
-                     ) -> dict[str, float]:
-        """The newest value per replica in ``(start, end]`` (summed over variants: ``sum``)."""
-        df = self.store.series(name, labels, start, end + 1e-6)
-        if df.empty or "replica" not in df:
-            return {}
-        by = [c for c in ("replica", "variant") if c in df]
-        last = df.groupby(by, sort=False).tail(1)
-        agg = last.groupby("replica")["value"]
-        vals = agg.sum() if reduce == "sum" else agg.last()
-        return {str(k): float(v) for k, v in vals.items()}
+    def _samples(self, start: float, end: float) -> list[tuple[str, str, float, float]]:
+        """(name, labels JSON, ts, value) of the series this hook reads, in ``[start, end]``."""
+        marks = ", ".join("?" * len(READ_SERIES))
+        df = self.store.query(
+            f"SELECT s.name, s.labels, x.ts, x.value FROM samples x JOIN series s "
+            f"ON s.id = x.series_id WHERE x.ts >= ? AND x.ts <= ? AND s.name IN ({marks}) "
+            f"ORDER BY x.ts", (start, end, *READ_SERIES))
+        return list(df.itertuples(index=False, name=None))
 
     def _chain_ages(self, now: float, lookback_s: float = 30.0) -> dict[str, float]:
         df = self.store.query("SELECT replica, MAX(ts) AS t FROM chains WHERE ts > ? "
                               "GROUP BY replica", (now - lookback_s,))
         return {str(r.replica): now - float(r.t) for r in df.itertuples() if r.replica}
+
+
+UP_LOOKBACK_S = 5.0  # a scrape that timed out still counts as the replica's last word this long
+READ_SERIES = ("triton_up", "triton_queue_duration_seconds", "triton_pending_requests",
+               "triton_execution_per_second", "triton_compute_infer_duration_seconds")
+
+
+class _Tick:
+    """One tick's samples of :data:`READ_SERIES`, grouped by series, oldest first."""
+
+    def __init__(self, rows: list[tuple[str, str, float, float]]) -> None:
+        self._by: dict[str, dict[tuple[tuple[str, str], ...], list[tuple[float, float]]]] = {}
+        labels_of: dict[str, tuple[tuple[str, str], ...]] = {}
+        for name, labels, ts, value in rows:
+            key = labels_of.get(labels)
+            if key is None:
+                key = labels_of[labels] = freeze_labels(json.loads(labels))
+            if value is not None and math.isfinite(value):
+                self._by.setdefault(name, {}).setdefault(key, []).append((float(ts), value))
+
+    def series(self, name: str) -> list[tuple[dict[str, str], list[tuple[float, float]]]]:
+        return [(dict(k), pts) for k, pts in self._by.get(name, {}).items()]
+
+    def by_key(self, name: str, model: str, start: float
+               ) -> dict[tuple[str, str], list[tuple[float, float]]]:
+        """``(replica, variant) -> points`` since ``start`` for ``model``."""
+        out = {}
+        for labels, points in self.series(name):
+            recent = [p for p in points if p[0] >= start]
+            if labels.get("model") == model and "replica" in labels and recent:
+                out[(labels["replica"], labels.get("variant", ""))] = recent
+        return out
+
+    def replica_means(self, name: str, model: str, start: float) -> dict[str, float]:
+        """Mean per replica since ``start``, the largest over variants (the busier executor)."""
+        out: dict[str, float] = {}
+        for (replica, _), points in self.by_key(name, model, start).items():
+            mean = sum(v for _, v in points) / len(points)
+            out[replica] = max(out.get(replica, mean), mean)
+        return out
+
+    def replica_last_sums(self, name: str, model: str, start: float) -> dict[str, float]:
+        """The newest value per replica since ``start``, summed over variants."""
+        out: dict[str, float] = {}
+        for (replica, _), points in self.by_key(name, model, start).items():
+            out[replica] = out.get(replica, 0.0) + points[-1][1]
+        return out
