@@ -8,7 +8,8 @@ rules behave the same way (``for:`` and ``keep_firing_for:``).
 
 Each rule applies to one detector; each key (a label set such as model and replica) has its own
 state. :meth:`RuleEvaluator.observe` returns the transitions as ``Alert`` records in
-Alertmanager's shape; :meth:`RuleEvaluator.firing` lists what fires now, for periodic re-sending.
+Alertmanager's shape; :meth:`RuleEvaluator.firing` lists what fires now, for periodic re-sending,
+and :meth:`RuleEvaluator.pending` what is over its threshold but not yet for ``for_s``.
 """
 
 from __future__ import annotations
@@ -120,3 +121,8 @@ class RuleEvaluator:
         """Every alert firing now, for re-sending to the alerting pipeline each tick."""
         return [self._alert(self.rules[d], k, st, AlertStatus.FIRING, None)
                 for (d, k), st in self.states.items() if st.status is AlertStatus.FIRING]
+
+    def pending(self) -> list[Alert]:
+        """Every alert pending now (over its threshold, its ``for`` not yet elapsed)."""
+        return [self._alert(self.rules[d], k, st, AlertStatus.PENDING, None)
+                for (d, k), st in self.states.items() if st.status is AlertStatus.PENDING]

@@ -12,6 +12,20 @@ Why lazy: starting this lab costs replicas plus ~20 s of traffic before the P99 
 anything (300 points per replica), so it starts on the first experiment that needs it and
 :meth:`LabEngine.release` stops it when its tests are done (the next user starts it again).
 
+What the engine lab is set up to prove, and why each setting (:meth:`LabEngine.config`):
+
+* ``synth`` costs 12 ms of simulated GPU time per item on top of 4 ms per batch, so a replica
+  carries ~80 requests/s: a surge that saturates the model stays within what two shared cores
+  can route, trace and store. With the default (near-free) model the *host* saturates first,
+  and neither scaling out nor degrading relieves a host (measured: 360 req/s of surge left the
+  model's GPU 30% busy while P99 went past 400 ms).
+* One latency SLO on ``synth`` (99% under 250 ms, the runbooks' objective) with a single fast
+  burn tier whose windows are production's 1 h / 5 m compressed to 60 s / 10 s, as the
+  remediation cooldown is: ``SloBudgetBurn`` pages within seconds of an overload and resolves
+  within seconds of its end, so one experiment's burn does not hold the page open over the next.
+* ``slo_budget_s`` 30: a replica takes 12-25 s to start here, and with the default 10 s every
+  scale-out would degrade first, taking the lite share the budget-burn runbook's shed sets.
+
 :class:`ChaosEngine` is the plain record for an engine that runs already (a staging fleet's:
 capabilities and its store); :class:`LabEngine` is the one this module starts.
 """
@@ -26,10 +40,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["DEFAULT_ENGINE", "ChaosEngine", "LabEngine", "lab_engine"]
+__all__ = ["DEFAULT_ENGINE", "LAB_SLO", "LAB_SLO_TIERS", "ChaosEngine", "LabEngine",
+           "lab_engine"]
 
 logger = logging.getLogger("warden.chaos")
 DEFAULT_ENGINE = "chaos.engine:lab_engine"
+SYNTH_PER_ITEM_MS = 12.0
+LAB_SLO: dict[str, Any] = {"name": "synth-latency", "model": "synth", "kind": "latency",
+                           "objective": 0.99, "latency_threshold_s": 0.25}
+LAB_SLO_TIERS: list[dict[str, Any]] = [{"name": "fast", "severity": "page", "factor": 14.4,
+                                        "long_window_s": 60.0, "short_window_s": 10.0}]
+#: Alerts about a replica's own state (it hangs, its GPU is hot): whatever the next experiment
+#: faults, a replica in that state would spoil it, so :meth:`LabEngine.reset` waits them out.
+STATE_ALERTS = frozenset({"ReplicaHung", "GpuThrottling"})
 
 
 @dataclass
@@ -82,9 +105,13 @@ class LabEngine(ChaosEngine):
                  baseline_points: int = 350, cooldown_s: float = 5.0,
                  runbooks: tuple[Path, ...] = (), ready_timeout_s: float = 150.0) -> None:
         from anomaly.rules import DEFAULT_RULES
+        from anomaly.signals import SIGNAL_RULES
+        from warden.alerting.slo import SLO_ALERTNAME
 
         super().__init__(capabilities=frozenset({"detection", "remediation"}),
-                         detectable=frozenset(r.alertname for r in DEFAULT_RULES))
+                         detectable=frozenset({r.alertname for r in (*DEFAULT_RULES,
+                                                                     *SIGNAL_RULES)}
+                                              | {SLO_ALERTNAME}))
         self.home = Path(home)
         self.replicas, self.rate = replicas, rate
         self.baseline_points = baseline_points
@@ -106,9 +133,11 @@ class LabEngine(ChaosEngine):
             "lab": {"replicas": self.replicas, "router_port": 0, "router_policy": "round_robin",
                     "traffic": {"kind": "constant", "rate": self.rate},
                     "traffic_models": {"synth": 1.0}, "dashboard": False},
-            "fleet": {"models": ["synth"]},
+            "fleet": {"models": ["synth"], "synth_cost": {"per_item_ms": SYNTH_PER_ITEM_MS}},
+            "alerting": {"slos": [LAB_SLO], "slo_interval_s": 1.0, "slo_tiers": LAB_SLO_TIERS},
             "remediation": {"enabled": True, "runbooks": [str(p) for p in self.runbook_paths],
-                            "guards": {"cooldown_s": self.cooldown_s}},
+                            "guards": {"cooldown_s": self.cooldown_s},
+                            "vars": {"slo_budget_s": 30.0}},
         })
 
     def ready(self) -> None:
@@ -168,11 +197,19 @@ class LabEngine(ChaosEngine):
 
     def reset(self, *, alerts_timeout_s: float = 30.0,
               replicas: Collection[str] | None = None) -> None:
-        """Give every replica its weight back, undo degradation, then wait (bounded) until no
-        alert fires (on ``replicas``; ``None``: on any): an alert still firing from the last
-        experiment would not fire again, so the next experiment's runbook would never run."""
+        """Scale back to the lab's size, give every replica its weight back, undo degradation,
+        then wait (bounded) until no alert fires that would spoil the next experiment: one on
+        ``replicas`` (``None``: on any; an alert still firing would not fire again, so the next
+        experiment's runbook would never run), one about a replica's state on any replica (a
+        hot GPU, a replica not answering) and one about a whole model (saturation, SLO burn)."""
         if self.lab is None or self.lab.admin is None:
             return
+        if len(self.lab.fleet.replicas) > self.replicas:  # a scale-out's replicas go first
+            self.notes.append(f"reset: scaled {len(self.lab.fleet.replicas)} replicas back to "
+                              f"{self.replicas}")
+            self.lab.fleet.scale(self.replicas)  # the lab syncs the router on the change
+        if self.target is not None:
+            self.target.refresh()
         self._repair()
         self.lab.admin.set_weights({r.name: 1.0 for r in self.lab.fleet.replicas})
         for model in self.lab.config.fleet.models:
@@ -202,16 +239,22 @@ class LabEngine(ChaosEngine):
                 self.target.restart(r.name)
 
     def firing(self, replicas: Collection[str] | None = None) -> list[str]:
-        """What the engine's detection has firing now (on ``replicas``), as
-        ``alertname{replica}``."""
-        detection = self.lab.telemetry.detection if self.lab and self.lab.telemetry else None
-        if detection is None:
+        """What the engine's detection, signal rules and SLOs have firing now that would spoil
+        an experiment on ``replicas`` (see :meth:`reset`), as ``alertname{replica or model}``."""
+        telemetry = self.lab.telemetry if self.lab else None
+        if telemetry is None:
             return []
+
+        def spoils(labels: dict[str, str]) -> bool:
+            replica = labels.get("replica")
+            return (replicas is None or replica is None or replica in replicas
+                    or labels.get("alertname") in STATE_ALERTS)
+
         for _ in range(3):  # the engine thread may change its rule states while we read
             try:
-                return sorted(f"{a.name}{{{dict(a.labels).get('replica', '')}}}"
-                              for a in detection.firing() if replicas is None
-                              or dict(a.labels).get("replica") in replicas)
+                return sorted({f"{a.name}{{{lb.get('replica') or lb.get('model', '')}}}"
+                               for a in telemetry.firing(slo=True)
+                               if spoils(lb := dict(a.labels))})
             except RuntimeError:
                 time.sleep(0.05)
         return []

@@ -196,10 +196,20 @@ class RunbookExecutor:
 
     def _steps(self, rb: LoadedRunbook, steps: Sequence[LoadedStep], labels: Mapping[str, str],
                vars: Mapping[str, Any], execution: str, phase: str, out: list[StepResult],
-               applied: list[Change], alert: Alert, *, rollback: bool = False) -> str:
-        """Plan and apply ``steps`` in order; stop at the first failure or escalating refusal."""
+               applied: list[Change], alert: Alert, *, rollback: bool = False,
+               earlier: Sequence[StepResult] = ()) -> str:
+        """Plan and apply ``steps`` in order; stop at the first failure or escalating refusal.
+
+        ``earlier``: results of this execution's steps that ``if_applied`` may name besides
+        ``out`` (the main steps, for rollback steps)."""
         for step in steps:
             name = step.spec.name
+            needs = step.spec.if_applied
+            if needs is not None and not any(r.step == needs and r.status == "applied"
+                                             for r in (*earlier, *out)):
+                out.append(StepResult(name, "skipped", f"if_applied: step {needs} applied "
+                                      "nothing in this execution"))
+                continue
             if step.spec.when is not None:
                 value = self._read(step.spec.when, labels)
                 if not step.spec.when.holds(value, vars):
@@ -260,7 +270,7 @@ class RunbookExecutor:
                   alert: Alert) -> None:
         if rb.rollback_steps is not None:
             self._steps(rb, rb.rollback_steps, labels, vars, execution, "rollback",
-                        report.rolled_back, [], alert, rollback=True)
+                        report.rolled_back, [], alert, rollback=True, earlier=report.steps)
             return
         if rb.spec.rollback == "none":
             return

@@ -13,7 +13,8 @@ A runbook file holds one runbook (a mapping) or several (a list). Shape::
          when: {sli: cold_start_seconds, op: ">", value: $slo_budget_s}}
     verify: {sli: p99_latency_seconds, labels: {model: "{model}"}, op: "<",
              value: $slo_p99_s, window_s: 10, deadline_s: 30, poll_s: 1}
-    on_verified: [...steps run once the SLI is back...]
+    on_verified:                                  # steps run once the SLI is back
+      - {name: restore, action: restore, if_applied: degrade}   # only what this run degraded
     rollback: auto            # auto (inverse of each applied change) | none | [steps]
     escalate: {outcomes: [verify_failed, failed, refused], severity: critical}
 
@@ -113,6 +114,9 @@ class StepSpec(_Strict):
     action: str
     params: dict[str, Any] = Field(default_factory=dict)
     when: Condition | None = None
+    #: run only if this execution's step of that name applied a change: undo what *this*
+    #: runbook did, not what another runbook did to the same model meanwhile
+    if_applied: str | None = None
 
 
 class Escalate(_Strict):
@@ -210,6 +214,11 @@ def build_runbook(data: Any, registry: ActionRegistry, *, source: str) -> Loaded
         names = [s.name for s in steps]
         if len(set(names)) != len(names):
             raise RunbookError(f"{where}: {key}: step names must be unique, got {names}")
+        for i, s in enumerate(steps):
+            before = names[:i] if key == "steps" else [x.name for x in spec.steps]
+            if s.if_applied is not None and s.if_applied not in before:
+                raise RunbookError(f"{where}: {key}[{i}].if_applied: no step {s.if_applied!r} "
+                                   f"runs before it; steps: {before}")
         return tuple(LoadedStep(s, registry.bind(s.action, s.params, where=f"{where}: {key}[{i}]"))
                      for i, s in enumerate(steps))
 

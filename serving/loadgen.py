@@ -110,6 +110,8 @@ class LoadGenerator:
         max_in_flight: cap on concurrent requests; arrivals beyond it are dropped and counted.
         timeout_s: per-request timeout; a timed-out request is an error.
         seed: seeds arrivals, model choice and inputs, so runs are repeatable.
+        items: rows per request (a client that batches its inputs): the model's work per
+            request grows with it, the client's, router's and server's per-request work does not.
     """
 
     def __init__(
@@ -122,8 +124,12 @@ class LoadGenerator:
         max_in_flight: int = 256,
         timeout_s: float = 10.0,
         seed: int = 0,
+        items: int = 1,
     ) -> None:
+        if items < 1:
+            raise ValueError(f"items must be >= 1, got {items}")
         self.url = url.removeprefix("http://")
+        self.items = items
         self.profile = profile
         self.models = dict(models or {"synth": 1.0})
         unknown = set(self.models) - set(INPUT_SHAPES)
@@ -201,7 +207,7 @@ class LoadGenerator:
         import tritonclient.http.aio as httpclient
 
         (in_name, features), out_name = INPUT_SHAPES[model]
-        x = self._np_rng.standard_normal((1, features), dtype=np.float32)
+        x = self._np_rng.standard_normal((self.items, features), dtype=np.float32)
         inp = httpclient.InferInput(in_name, list(x.shape), "FP32")
         inp.set_data_from_numpy(x, binary_data=True)
         headers: dict[str, str] = {}

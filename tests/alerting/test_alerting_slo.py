@@ -133,3 +133,33 @@ def test_load_slos_names_the_bad_key() -> None:
     ):
         with pytest.raises(SloConfigError, match=__import__("re").escape(where)):
             load_slos(bad)
+
+
+def test_configured_tiers_replace_the_workbook_ones(tmp_path) -> None:
+    """A lab compresses the windows (60 s / 10 s): a one-minute incident pages, where the
+    workbook's 1 h window would dilute it below 14.4x."""
+    from warden.alerting.config import AlertingConfigError, load_alerting_config
+
+    slo = SloSpec(name="mlp-avail", model="mlp", kind="availability", objective=0.99)
+    cfg = load_alerting_config({"slos": [slo.model_dump()], "slo_tiers": [
+        {"name": "fast", "severity": "page", "factor": 14.4, "long_window_s": 60,
+         "short_window_s": 10}]})
+    tiers = cfg.burn_rate_tiers()
+    assert [(t.name, t.long_window_s, t.short_window_s) for t in tiers] == [("fast", 60, 10)]
+    assert load_alerting_config({}).burn_rate_tiers() == DEFAULT_TIERS
+    store = Store(tmp_path / "lab.db")
+    _OPEN.append(store)
+    ok = [RequestChain(f"ok{i}", NOW - 3600 + i * 0.5, "mlp", "full", "r0", 0.02, {})
+          for i in range(7080)]
+    bad = [RequestChain(f"bad{i}", NOW - 60 + i * 0.5, "mlp", "full", "r0", 0.02, {}, error=True)
+           for i in range(120)]
+    store.write_chains(ok + bad)
+    src = StoreChainsSli(store)
+    def pages(ev: SloEvaluator) -> list[str]:
+        return [dict(k)["severity"] for k in ev.conditions(NOW) if dict(k)["severity"] == "page"]
+
+    assert pages(SloEvaluator([slo], src, tiers=tiers)) == ["page"]  # 60 s: half bad, 50x
+    assert pages(SloEvaluator([slo], src)) == []  # 1 h: 120 of 7200 bad is 1.7x
+    with pytest.raises(AlertingConfigError, match="slo_tiers.0: Value error, short_window_s"):
+        load_alerting_config({"slo_tiers": [{"name": "f", "severity": "page", "factor": 2,
+                                             "long_window_s": 5, "short_window_s": 10}]})

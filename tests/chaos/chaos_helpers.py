@@ -53,6 +53,16 @@ def file_absent(path: str) -> bool:
     return not Path(path).exists()
 
 
+def absent_or_blip(path: str, blips: str) -> bool:
+    """Like :func:`file_absent`, but the first check after the file ``blips`` appears fails
+    (and deletes it): one stalled probe."""
+    blip = Path(blips)
+    if blip.exists():
+        blip.unlink()
+        return False
+    return not Path(path).exists()
+
+
 class ScriptedEngine:
     """Stands in for the Warden engine (not built yet) by writing the rows it would write.
 

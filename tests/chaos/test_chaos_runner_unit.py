@@ -73,6 +73,27 @@ def test_expectation_failure_says_which(tmp_path):
     assert not flag.exists()
 
 
+def test_a_blip_during_a_steady_state_that_holds_is_retried(tmp_path):
+    """A runbook restored the steady state; one stalled probe while the fault is still in
+    must not fail the run. An experiment expecting it to break gets no retry."""
+    flag, blip = tmp_path / "flag", tmp_path / "blip"
+    data = {"title": "blip", "steady_state_hypothesis": {"retries": 2, "retry_delay_s": 0,
+            "probes": [{"name": "no blip", "provider": "chaos_helpers:absent_or_blip",
+                        "arguments": {"path": str(flag), "blips": str(blip)},
+                        "tolerance": True}]},
+            "method": [{"type": "fault", "name": "blip", "provider": "chaos_helpers:FileFault",
+                        "arguments": {"path": str(blip)}}],
+            "watch": {"duration_s": 0.1, "poll_s": 0.05},
+            "expectations": {"hypothesis_during": "holds"}}
+    j = runner(tmp_path).run(parse_experiment(data, "blip.yaml"))
+    assert j.verdict == "passed", j.reasons
+    assert any("steady state during: attempt 1 failed" in n for n in j.notes)
+    data["expectations"] = {"hypothesis_during": "breaks"}
+    j = runner(tmp_path).run(parse_experiment(data, "blip.yaml"))
+    assert j.verdict == "passed", j.reasons  # the first look saw it break
+    assert not any("steady state during" in n for n in j.notes)
+
+
 def test_requires_skips_with_reason(tmp_path):
     j = runner(tmp_path).run(file_experiment(tmp_path / "f", requires=["detection"]))
     assert j.verdict == "skipped" and "requires detection" in j.reasons[0]

@@ -125,6 +125,24 @@ def test_saturation_skips_degrade_when_cold_start_is_fast(clock, audit):
     assert rep.steps[0].status == "skipped"
 
 
+def test_saturation_restores_only_the_degrade_it_applied(clock, audit):
+    """A shed by another runbook (budget burn) is not restored by saturation's on_verified:
+    its restore-full runs only if its own degrade-first applied (``if_applied``)."""
+    fleet = DryRun.simple({"synth": 2}, cold_start_s=4.0)
+    fleet.set_variant("synth", "lite", 0.5)  # the budget-burn runbook shed half to lite
+    fleet.calls.clear()
+    board = SliBoard()
+    seq = iter([0.9, 0.1, 0.1])
+    board.values["p99_latency_seconds"] = lambda labels: next(seq)
+    [rep] = make(clock, audit, fleet, board).handle(
+        alert("ModelSaturated", clock(), model="synth", severity="warning"))
+    assert rep.outcome == "verified"
+    assert [c[0] for c in fleet.calls] == ["scale"]
+    assert fleet.models["synth"].lite_fraction == 0.5
+    restore = next(s for s in rep.steps if s.step == "restore-full")
+    assert restore.status == "skipped" and "degrade-first" in restore.detail
+
+
 def test_refusal_at_max_replicas_pages_without_rollback(clock, audit):
     fleet = DryRun.simple({"synth": 2}, cold_start_s=20.0)
     board = SliBoard()

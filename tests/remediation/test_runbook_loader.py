@@ -62,6 +62,10 @@ def test_trigger_matching_with_all_operators(tmp_path):
     (GOOD.replace("value: $slo", "value: $nope"), "unknown var '$nope'"),
     (GOOD.replace("deadline_s: 5", "deadline_s: 5, colour: red"), "verify.colour"),
     ("- 1\n- 2\n", "must be a mapping"),
+    (GOOD + "on_verified:\n  - {name: back, action: scale_in, if_applied: up}\n",
+     "on_verified[0].if_applied: no step 'up' runs before it; steps: ['out']"),
+    (GOOD.replace("params: {step: 2}}", "params: {step: 2}, if_applied: out}"),
+     "steps[0].if_applied: no step 'out' runs before it"),
 ])
 def test_bad_runbooks_name_file_and_key(tmp_path, text, needle):
     with pytest.raises(RunbookError) as exc:

@@ -19,7 +19,7 @@ from warden.alerting.grouping import (
 )
 from warden.alerting.matchers import MatcherError, parse_matcher
 from warden.alerting.receiver import DEFAULT_MAX_BODY_BYTES
-from warden.alerting.slo import DEFAULT_SLO_INTERVAL_S, SloSpec
+from warden.alerting.slo import DEFAULT_SLO_INTERVAL_S, DEFAULT_TIERS, BurnRateTier, SloSpec
 
 __all__ = [
     "AlertingConfig",
@@ -29,6 +29,7 @@ __all__ = [
     "OutboxConfig",
     "ReceiverConfig",
     "RouteConfig",
+    "SloTierConfig",
     "load_alerting_config",
 ]
 
@@ -103,6 +104,30 @@ class InboundConfig(_Strict):
     max_body_bytes: int = Field(default=DEFAULT_MAX_BODY_BYTES, gt=0)
 
 
+class SloTierConfig(_Strict):
+    """One burn-rate tier: fires when both windows burn at ``factor`` or faster.
+
+    The default tiers are the SRE Workbook's (1 h & 5 m at 14.4x, ...); a lab that compresses
+    time (as its cooldowns are) names shorter windows here.
+    """
+
+    name: str = Field(min_length=1)
+    severity: str = Field(min_length=1)
+    factor: float = Field(gt=0, allow_inf_nan=False)
+    long_window_s: float = Field(gt=0, allow_inf_nan=False)
+    short_window_s: float = Field(gt=0, allow_inf_nan=False)
+
+    @model_validator(mode="after")
+    def _windows(self) -> SloTierConfig:
+        if self.short_window_s > self.long_window_s:
+            raise ValueError("short_window_s must be <= long_window_s")
+        return self
+
+    def tier(self) -> BurnRateTier:
+        return BurnRateTier(self.name, self.severity, self.factor, self.long_window_s,
+                            self.short_window_s)
+
+
 class AlertingConfig(_Strict):
     external_url: str = "http://127.0.0.1:8501"
     dashboard_url: str = ""
@@ -115,6 +140,12 @@ class AlertingConfig(_Strict):
     #: SLOs evaluated from the store's request chains (``warden slo`` reads the same list).
     slos: list[SloSpec] = Field(default_factory=list)
     slo_interval_s: float = Field(default=DEFAULT_SLO_INTERVAL_S, ge=0, allow_inf_nan=False)
+    #: Burn-rate tiers for every SLO; ``None``: the default multi-window tiers.
+    slo_tiers: list[SloTierConfig] | None = Field(default=None, min_length=1)
+
+    def burn_rate_tiers(self) -> tuple[BurnRateTier, ...]:
+        return DEFAULT_TIERS if self.slo_tiers is None else tuple(
+            t.tier() for t in self.slo_tiers)
 
     @model_validator(mode="after")
     def _routes_name_receivers(self) -> AlertingConfig:

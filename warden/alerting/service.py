@@ -72,7 +72,8 @@ class AlertingService:
         self.slo: SloAlerter | None = None
         if config.slos and sli_source is not None:
             history = SloAlertHistory(_own_connection(conn), alertname=SLO_ALERTNAME)
-            self.slo = SloAlerter(SloEvaluator(config.slos, sli_source),
+            self.slo = SloAlerter(SloEvaluator(config.slos, sli_source,
+                                               tiers=config.burn_rate_tiers()),
                                   interval_s=config.slo_interval_s, history=history)
         self.remediation = (RemediationStage(AuditNotes(conn),
                                              pages=lambda: self.dispatcher.alerts())
