@@ -103,15 +103,16 @@ def test_knn_step_trades_spikes_for_slow_shapes() -> None:
         PatternKnnDetector(step=0)
 
 
-def test_ensemble_batch_equals_per_point() -> None:
+@pytest.mark.parametrize("params", [{}, {"knn_step": 1, "use_spatial": False}, {"knn_gate": 0.0}])
+def test_ensemble_batch_equals_per_point(params: dict) -> None:
     ts, v = messy("variance_burst")
-    a, b = EnsembleDetector(), EnsembleDetector()
+    a, b = EnsembleDetector(**params), EnsembleDetector(**params)
     sa = a.score_series(ts, v)
     sb = per_point(b, ts, v)
     np.testing.assert_allclose(sa, sb, rtol=1e-9, atol=1e-12)
     assert a.rejected_ == b.rejected_ == 2
     ja = json.loads(json.dumps(a.state_dict()))
-    restored = EnsembleDetector().load_state_dict(ja)
+    restored = EnsembleDetector(**params).load_state_dict(ja)
     t2 = ts[-1] + 60.0 * np.arange(1, 300)
     np.testing.assert_allclose(restored.score_series(t2, v[-299:]), b.score_series(t2, v[-299:]), rtol=1e-9, atol=1e-12)
 
