@@ -1,6 +1,6 @@
-"""NAB ensemble: z-score views and pattern novelty (kNN), optionally a changepoint test and a P99
-CUSUM, each made comparable by the anomaly likelihood, combined by ``max``, then one refractory
-period that extends while it fires.
+"""NAB ensemble: z-score views, pattern novelty at two time scales (kNN) and NAB's spatial rule,
+made comparable by the anomaly likelihood, combined by ``max``, then one refractory period that
+extends while it fires. Optionally a changepoint test and a P99 CUSUM join.
 
 Why an ensemble: each raw detector is blind somewhere. The windowed z-score views
 (:class:`anomaly.likelihood.LikelihoodDetector`) see spikes and jumps but forgive a level that
@@ -11,11 +11,24 @@ across detectors and series) before the ``max``: the "max of calibrated scores" 
 ensembles. The two-window changepoint test and the seasonal P99 CUSUM can join
 (``use_changepoint``, ``use_p99``); on NAB they did not pay (see ``benchmarks/nab_scores.py``).
 
-Why the kNN gates the views: a value far from the window's mean is not news when the whole
-recent pattern has been seen before (a spike that comes every day). The views' calibrated score
-is multiplied by ``clip(knn_raw / knn_gate, gate_floor, 1)``: up to halved while the pattern's
-distance to its nearest past patterns is under ``knn_gate`` (in the series' standard deviations
-per value). ``knn_gate=0`` turns this off.
+Why two kNN time scales: the novelty stream compares patterns of ``length`` means of
+``knn_step`` points (8 means of 4: the shape of the last 32 points), so a change that unfolds
+over tens of points stands out of point noise, which averages away; point-sized news (a spike)
+is the views' and the spatial rule's job. The point-scale kNN (8 values) only gates the views:
+a value far from the window's mean is not news when the whole recent pattern has been seen
+before (a spike that comes every day). The views' calibrated score is multiplied by
+``clip(knn_raw / knn_gate, gate_floor, 1)``: up to halved while the pattern's distance to its
+nearest past patterns is under ``knn_gate`` (in the series' standard deviations per value).
+``knn_gate=0`` turns the gate off; ``knn_step=1`` makes the point-scale kNN the novelty stream
+too (the ensemble before the two scales).
+
+Why the spatial rule: NAB's own HTM detector (``numenta_detector.py``) raises the score of any
+value beyond the range seen so far, widened by ``spatial_tol`` (0.05, its constant) of that
+range on each side: a new extreme is news whatever the likelihood says, which is slow to react
+on a series that was quiet. Here the rule raises the score to ``alarm`` (not higher: it claims
+one alarm, not more certainty than the calibrated streams), after ``warmup`` values as the
+likelihood. It uses only values already seen (a running minimum and maximum), not the whole
+file's range that NAB hands its detectors.
 
 Why the refractory extends: NAB credits the first detection in a window and charges every other
 detection outside it. After an alarm the detector stays silent for ``refractory`` points, and any
@@ -25,13 +38,19 @@ points. A shorter ``refractory`` than the likelihood detector's (100 rather than
 second, nearby anomaly window still be caught.
 
 Cost: each inner detector's ``update`` plus one ``AnomalyLikelihood`` update each, all O(1) but
-the kNN's vectorised distance to ``history`` past patterns, which dominates (a few thousand
-points/s through ``update``; ``score_series`` on a fresh detector batches the kNN, ~5x faster).
+the two kNNs' vectorised distances to ``history`` past patterns, which dominate. On one core of
+the shared 2-core machine: about 4,000 points/s through ``update`` and 9,600 through
+``score_series`` on a fresh detector, which batches both kNNs (the single-scale ensemble: 6,800
+and 16,600).
 
 Honesty about tuning: the defaults were chosen on the NAB development split (51 files, the only
 split here; the held-out category is not in this workspace), one set for every file as NAB
-requires. Neighbouring settings score within about 1-2 points of them, so expect the held-out
-score to sit a little lower than the development one.
+requires. The two-scale kNN and the spatial rule were added to the earlier defaults unchanged
+(``knn_step`` 4 of 1-6 tried, ``spatial_tol`` NAB's 0.05). Moving one hyper-parameter at a time
+keeps the standard score within 68.3-72.9 (72.01 at the defaults); leaving one category out,
+``knn_step`` and ``spatial_tol`` picked on the other five score 69.77 over the held-out
+categories (``benchmarks/nab_robustness.py``). Expect unseen data to score a few points below
+the development figure.
 """
 
 from __future__ import annotations
@@ -49,9 +68,12 @@ from anomaly.postprocess import AnomalyLikelihood
 
 __all__ = ["EnsembleDetector"]
 
+#: the largest ``knn_step``: the kNN's history (2000 points) must exceed step * length (8)
+_MAX_KNN_STEP = 249
+
 
 class EnsembleDetector(StreamingDetector):
-    """Max of likelihood-calibrated z-score views, changepoint and P99 CUSUM, with a refractory."""
+    """Max of likelihood-calibrated views and kNN novelty, NAB's spatial rule, then a refractory."""
 
     name = "ensemble"
 
@@ -70,6 +92,9 @@ class EnsembleDetector(StreamingDetector):
         weight: float = 1.0,
         knn_gate: float = 1.0,
         gate_floor: float = 0.5,
+        knn_step: int = 4,
+        use_spatial: bool = True,
+        spatial_tol: float = 0.05,
     ) -> None:
         super().__init__()
         self.short = check_int("short", short, 1)
@@ -78,7 +103,13 @@ class EnsembleDetector(StreamingDetector):
         self.alarm = check_float("alarm", alarm, 0.0, 1.0)
         self.refractory = check_int("refractory", refractory, 0)
         self.extend = check_int("extend", extend, 0)
-        for flag, val in (("use_knn", use_knn), ("use_changepoint", use_changepoint), ("use_p99", use_p99)):
+        flags = (
+            ("use_knn", use_knn),
+            ("use_changepoint", use_changepoint),
+            ("use_p99", use_p99),
+            ("use_spatial", use_spatial),
+        )
+        for flag, val in flags:
             if not isinstance(val, bool):
                 raise ValueError(f"{flag} must be a bool, got {val!r}")
         self.use_knn = use_knn
@@ -87,6 +118,9 @@ class EnsembleDetector(StreamingDetector):
         self.weight = check_float("weight", weight, 0.0, 1.0)
         self.knn_gate = check_float("knn_gate", knn_gate, 0.0)
         self.gate_floor = check_float("gate_floor", gate_floor, 0.0, 1.0)
+        self.knn_step = check_int("knn_step", knn_step, 1, _MAX_KNN_STEP)
+        self.use_spatial = use_spatial
+        self.spatial_tol = check_float("spatial_tol", spatial_tol, 0.0)
         self._reset()
 
     def _reset(self) -> None:
@@ -94,13 +128,20 @@ class EnsembleDetector(StreamingDetector):
         # the views detector does its own likelihood; its refractory is ours, so off there
         self.views_ = LikelihoodDetector(short=self.short, long=self.long, warmup=self.warmup, refractory=0)
         self.knn_ = PatternKnnDetector() if self.use_knn else None
+        # the novelty stream: the same kNN on block means (None: the gate's kNN serves)
+        self.shape_ = PatternKnnDetector(step=self.knn_step) if self.use_knn and self.knn_step > 1 else None
         self.changepoint_ = ChangepointDetector() if self.use_changepoint else None
         self.p99_ = P99DriftDetector() if self.use_p99 else None
         self.knn_lh_ = AnomalyLikelihood(short=self.short, long=self.long, warmup=self.warmup)
         self.cp_lh_ = AnomalyLikelihood(short=self.short, long=self.long, warmup=self.warmup)
         self.p99_lh_ = AnomalyLikelihood(short=self.short, long=self.long, warmup=self.warmup)
         self.left_ = 0
-        self._knn_raws: list[float] | None = None  # batch path: the kNN raws, consumed in order
+        self.count_ = 0  # values seen (the spatial rule waits `warmup` of them, as the likelihood)
+        self.low_: float | None = None  # smallest and largest value seen, for the spatial rule
+        self.high_: float | None = None
+        # batch path: the kNN raws, reversed so that pop() consumes them in order
+        self._knn_raws: list[float] | None = None
+        self._shape_raws: list[float] | None = None
 
     def _fit(self, ts: Any, values: Any) -> None:
         if getattr(values, "ndim", 1) != 1:
@@ -122,6 +163,14 @@ class EnsembleDetector(StreamingDetector):
             if self.knn_gate > 0.0:  # a pattern seen before: damp the one-value views
                 g = raw / self.knn_gate
                 score *= self.gate_floor if g < self.gate_floor else 1.0 if g > 1.0 else g
+            shape = self.shape_
+            if shape is not None:
+                pending = self._shape_raws
+                if pending is None:
+                    shape.update(ts, x)
+                    raw = shape.raw_
+                else:
+                    raw = pending.pop()
             s = self.knn_lh_.update(raw) * w
             if s > score:
                 score = s
@@ -133,6 +182,19 @@ class EnsembleDetector(StreamingDetector):
             s = self.p99_lh_.update(self.p99_.update(ts, x)) * w
             if s > score:
                 score = s
+        self.count_ += 1
+        low, high = self.low_, self.high_
+        if low is None or high is None:
+            self.low_ = self.high_ = x
+        else:
+            if self.use_spatial and self.count_ > self.warmup and high > low:
+                tol = self.spatial_tol * (high - low)
+                if (x > high + tol or x < low - tol) and score < self.alarm:  # NAB HTM's spatial anomaly
+                    score = self.alarm
+            if x < low:
+                self.low_ = x
+            elif x > high:
+                self.high_ = x
         if self.left_ > 0:
             self.left_ -= 1
             if score >= self.alarm and self.left_ < self.extend:
@@ -143,44 +205,53 @@ class EnsembleDetector(StreamingDetector):
         return score
 
     def score_series(self, ts: np.ndarray, values: np.ndarray) -> np.ndarray:
-        """As ``update`` over the arrays; on a fresh detector the kNN runs batched, many times faster."""
+        """As ``update`` over the arrays; on a fresh detector the kNNs run batched, many times faster."""
         knn = self.knn_
         ts = np.asarray(ts, dtype=float)
         values = np.asarray(values, dtype=float)
-        if knn is None or not knn.is_fresh() or self.n_seen_ or self.rejected_ or values.ndim != 1:
+        fresh = knn is not None and knn.is_fresh() and (self.shape_ is None or self.shape_.is_fresh())
+        if knn is None or not fresh or self.n_seen_ or self.rejected_ or values.ndim != 1:
             return super().score_series(ts, values)
         ok, _ = accepted_mask(ts, values)
         x = values[ok]
-        raws = knn.batch_raw(x)
-        self._knn_raws = raws[::-1].tolist()
+        batched = [(det, det.batch_raw(x)) for det in (knn, self.shape_) if det is not None]
+        self._knn_raws = batched[0][1][::-1].tolist()
+        self._shape_raws = batched[1][1][::-1].tolist() if len(batched) > 1 else None
         try:
             out = super().score_series(ts, values)
         finally:
-            self._knn_raws = None
+            self._knn_raws = self._shape_raws = None
         if len(x):
-            knn.absorb(x, raws)
-            idx = np.flatnonzero(ok)
-            knn.last_ts_ = float(ts[idx[-1]])
-            knn.last_score_ = float(raws[-1] / (raws[-1] + knn.alarm_distance))
-            knn.n_seen_ = len(x)
+            last_ts = float(ts[np.flatnonzero(ok)[-1]])
+            for det, raws in batched:
+                det.absorb(x, raws)
+                det.last_ts_ = last_ts
+                det.last_score_ = float(raws[-1] / (raws[-1] + det.alarm_distance))
+                det.n_seen_ = len(x)
         return out
 
     def _state(self) -> dict[str, Any]:
         return {
             "views": self.views_.state_dict(),
             "knn": None if self.knn_ is None else self.knn_.state_dict(),
+            "shape": None if self.shape_ is None else self.shape_.state_dict(),
             "changepoint": None if self.changepoint_ is None else self.changepoint_.state_dict(),
             "p99": None if self.p99_ is None else self.p99_.state_dict(),
             "knn_lh": self.knn_lh_.state(),
             "cp_lh": self.cp_lh_.state(),
             "p99_lh": self.p99_lh_.state(),
             "left": self.left_,
+            "count": self.count_,
+            "low": self.low_,
+            "high": self.high_,
         }
 
     def _load(self, state: dict[str, Any]) -> None:
         self.views_.load_state_dict(state["views"])
         if self.knn_ is not None:
             self.knn_.load_state_dict(state["knn"])
+        if self.shape_ is not None:
+            self.shape_.load_state_dict(state["shape"])
         if self.changepoint_ is not None:
             self.changepoint_.load_state_dict(state["changepoint"])
         if self.p99_ is not None:
@@ -189,3 +260,6 @@ class EnsembleDetector(StreamingDetector):
         self.cp_lh_.load(state["cp_lh"])
         self.p99_lh_.load(state["p99_lh"])
         self.left_ = int(state["left"])
+        self.count_ = int(state["count"])
+        self.low_ = None if state["low"] is None else float(state["low"])
+        self.high_ = None if state["high"] is None else float(state["high"])

@@ -1,4 +1,4 @@
-"""Pattern novelty: distance from the last ``length`` values to their nearest past patterns (kNN).
+"""Pattern novelty: distance from the recent pattern to its nearest past patterns (kNN).
 
 Why: the z-score views judge one value at a time, so a shape never seen before made of ordinary
 values (a missing daily peak, a burst of unusual rhythm, a flat stretch on a busy series) passes
@@ -6,15 +6,21 @@ them; and a spike that comes back every day looks new to them every day. Compari
 recent pattern with the patterns of the recent past (KNN-CAD's idea, Burnaev and Ishimtsev 2016)
 answers both: a pattern like one already seen is near it, whatever its values.
 
-Per point: the pattern ``p_t = x[t-length+1 .. t]`` (shape ``(length,)``) is compared with the
-up to ``history - length`` past patterns that do not overlap it (held in a ring buffer, shape
-``(history - length, length)``); ``raw = sqrt(mean of the k smallest squared distances) /
+Per point: the pattern ``p_t`` (shape ``(length,)``) is compared with the up to
+``history - step * length`` past patterns that do not overlap it (held in a ring buffer, shape
+``(history - step * length, length)``); ``raw = sqrt(mean of the k smallest squared distances) /
 (sigma * sqrt(length))`` where ``sigma`` is the running standard deviation of every value before
 ``x_t``. So ``raw`` is a per-value distance in units of the series' own scale, comparable across
-series. Cost per point: one vectorised distance computation over the ring buffer
-(``O(history * length)`` in numpy), about 10,000 points/s through ``update``. ``score_series`` on a
-fresh detector computes the same distances in blocks (``batch_raw``), many times faster, and
-leaves the same state behind (the NAB evaluation's path). Score: ``raw / (raw + alarm_distance)``, 0.5 at
+series. With ``step = 1`` the pattern is the last ``length`` values ``x[t-length+1 .. t]``; with
+``step = s > 1`` it is ``length`` block means ``y[t - s*(length-1)], ..., y[t - s], y[t]`` where
+``y_t`` is the mean of ``x[t-s+1 .. t]``: the shape of the last ``s * length`` points at a
+coarser time scale, so a change that unfolds over tens of points (a missing daily peak, a new
+rhythm) stands out of the point noise, which averages away, as does a lone spike.
+
+Cost per point: one vectorised distance computation over the ring buffer (``O(history *
+length)`` in numpy), about 10,000 points/s through ``update``. ``score_series`` on a fresh
+detector computes the same distances in blocks (``batch_raw``), many times faster, and leaves the
+same state behind (the NAB evaluation's path). Score: ``raw / (raw + alarm_distance)``, 0.5 at
 ``raw = alarm_distance``; :class:`anomaly.ensemble.EnsembleDetector` reads ``raw_`` instead and
 calibrates it with the anomaly likelihood.
 """
@@ -66,26 +72,38 @@ class PatternKnnDetector(StreamingDetector):
         k: int = 3,
         min_points: int = 10,
         alarm_distance: float = 1.0,
+        step: int = 1,
     ) -> None:
         super().__init__()
         self.length = check_int("length", length, 1)
         self.history = check_int("history", history, 2)
-        if self.history <= self.length:
-            raise ValueError(f"history must exceed length ({self.length}), got {history}")
+        self.step = check_int("step", step, 1)
+        if self.history <= self.step * self.length:
+            raise ValueError(f"history must exceed step * length ({self.step * self.length}), got {history}")
         self.k = check_int("k", k, 1)
         self.min_points = check_int("min_points", min_points, 0)
         self.alarm_distance = check_float("alarm_distance", alarm_distance, 0.0, open_low=True)
         self._reset()
 
+    @property
+    def _span(self) -> int:
+        """Points a pattern covers, ``step * length``."""
+        return self.step * self.length
+
+    def _keep(self) -> int:
+        """Block means kept: the current pattern's and the one that just left the overlap."""
+        return self.step * (2 * self.length - 1) + 2
+
     def _reset(self) -> None:
         super()._reset()
-        cap = self.history - self.length
+        cap = self.history - self._span
         self.ref_ = np.zeros((cap, self.length))  # past patterns, ring buffer
         self.diff_ = np.empty((cap, self.length))  # scratch for the distances, no allocation per point
         self.cur_ = np.empty(self.length)
         self.filled_ = 0
         self.pos_ = 0  # next ring slot
-        self.last_: deque[float] = deque(maxlen=2 * self.length + 1)
+        self.block_: deque[float] = deque(maxlen=self.step)  # the last `step` values
+        self.last_: deque[float] = deque(maxlen=self._keep())  # block means (the values if step 1)
         self.count_ = 0  # values seen, for the running mean / std (Welford)
         self.mean_ = 0.0
         self.m2_ = 0.0
@@ -108,21 +126,32 @@ class PatternKnnDetector(StreamingDetector):
         self.mean_ += d / n
         self.m2_ += d * (x - self.mean_)
         self.count_ = n
+        L, s = self.length, self.step
         last = self.last_
-        last.append(x)
-        L = self.length
-        full = len(last) == 2 * L + 1
-        if full:  # the pattern ending L + 1 points ago no longer overlaps ours
-            buf = list(last)
-            self.ref_[self.pos_] = buf[:L]
+        if s == 1:
+            last.append(x)
+        else:
+            block = self.block_
+            block.append(x)
+            if len(block) < s:
+                self.raw_ = 0.0
+                return 0.0
+            acc = 0.0
+            for v in block:  # left to right, as batch_raw adds them
+                acc += v
+            last.append(acc / s)
+        full = len(last) == last.maxlen
+        buf = list(last)
+        if full:  # the pattern ending step * length + 1 points ago no longer overlaps ours
+            self.ref_[self.pos_] = buf[: s * (L - 1) + 1 : s]
             self.pos_ = (self.pos_ + 1) % len(self.ref_)
             if self.filled_ < len(self.ref_):
                 self.filled_ += 1
         raw = 0.0
         m = self.filled_
-        if t >= L + self.min_points and m >= self.k:
+        if t >= s * L + self.min_points and m >= self.k:
             cur = self.cur_
-            cur[:] = buf[L + 1 :] if full else list(last)[-L:]
+            cur[:] = buf[len(buf) - 1 - s * (L - 1) :: s]
             diff = self.diff_[:m]
             np.subtract(self.ref_[:m], cur, out=diff)
             dist = np.einsum("ij,ij->i", diff, diff)
@@ -140,13 +169,14 @@ class PatternKnnDetector(StreamingDetector):
         """``raw_`` after each of ``x`` (shape ``(n,)``, all finite) streamed into a fresh detector.
 
         Same distances as ``_score``, computed a block of current patterns at a time against
-        every past pattern they may see (masked outside ``[j - history, j - length)``), so it
-        costs numpy time rather than Python time per point.
+        every past pattern they may see (masked outside ``[j - history, j - step * length)``),
+        so it costs numpy time rather than Python time per point.
         """
         x = np.asarray(x, dtype=float)
-        n, L, H, k = len(x), self.length, self.history, self.k
+        n, L, H, k, s = len(x), self.length, self.history, self.k, self.step
+        span = s * L
         out = np.zeros(n)
-        if n < L:
+        if n < span:
             return out
         # sigma before x_t: population std of x[:t], shifted by x[0] against cancellation
         y = x - x[0]
@@ -157,31 +187,33 @@ class PatternKnnDetector(StreamingDetector):
         sigma[0] = 0.0
         sigma[1:] = np.sqrt(var[:-1])
         sigma += 1e-9 * (np.abs(np.concatenate([[0.0], mean[:-1] + x[0]])) + 1.0)
-        win = np.lib.stride_tricks.sliding_window_view(x, L)  # win[j] ends at t = j + L - 1
-        first_t = L + self.min_points
+        means = self._block_means(x)  # means[i] is y at t = i + step - 1
+        # win[j] (shape (length,)) is the pattern ending at t = j + step * length - 1
+        win = np.lib.stride_tricks.sliding_window_view(means, s * (L - 1) + 1)[:, ::s]
+        first_t = span + self.min_points
         for a in range(0, len(win), _BLOCK):
             b = min(a + _BLOCK, len(win))
             lo = max(0, a - H)
-            hi = b - L  # past patterns index < j - L
+            hi = b - span  # past patterns index < j - step * length
             if hi <= lo:
                 continue
             j = np.arange(a, b)
-            t = j + L - 1
-            avail = np.minimum(np.maximum(j - L, 0), H - L)  # patterns in the ring at t
+            t = j + span - 1
+            avail = np.minimum(np.maximum(j - span, 0), H - span)  # patterns in the ring at t
             use = (t >= first_t) & (avail >= k)
             if not use.any():
                 continue
             j, t = j[use], t[use]
             # candidates by BLAS (|c|^2 + |r|^2 - 2 c.r on values centred in the block), then
             # exact distances for the few best, so near-ties and flat series stay exact
-            c0 = float(x[lo:b + L - 1].mean())
+            c0 = float(means[lo : b + s * (L - 1)].mean())
             ref = win[lo:hi] - c0
             cur = win[j] - c0
             d = cur @ ref.T
             d *= -2.0
             d += (cur * cur).sum(1)[:, None]
             d += (ref * ref).sum(1)[None, :]
-            # outside the ring (history - length patterns): the mask depends on j - i only
+            # outside the ring (history - step * length patterns): the mask depends on j - i only
             np.putmask(d, self._band(j - lo), np.inf)
             m = min(k + _SPARE, d.shape[1])
             cand = np.argpartition(d, m - 1, axis=1)[:, :m]  # (rows, m) indices into ref
@@ -190,6 +222,19 @@ class PatternKnnDetector(StreamingDetector):
             near = np.sort(exact, axis=1)[:, :k].mean(axis=1)
             out[t] = np.sqrt(near) / (sigma[t] * math.sqrt(L))
         return out
+
+    def _block_means(self, x: np.ndarray) -> np.ndarray:
+        """Means of ``step`` consecutive values, shape ``(n - step + 1,)``; ``x`` itself if step 1.
+
+        Added left to right in the same order as ``_score`` adds them, so both agree exactly.
+        """
+        s = self.step
+        if s == 1:
+            return x
+        acc = x[: len(x) - s + 1].copy()
+        for i in range(1, s):
+            acc += x[i : len(x) - s + 1 + i]
+        return acc / s
 
     def _band(self, rows: np.ndarray) -> np.ndarray:
         """Mask of past patterns outside the ring for consecutive current patterns ``rows`` (j - lo).
@@ -202,26 +247,29 @@ class PatternKnnDetector(StreamingDetector):
             if len(cache) > 8:
                 cache.clear()
             off = rows[:, None] - np.arange(rows[-1] + 1)[None, :]  # j - i
-            width = max(rows[-1] - self.length + 1, 0)  # columns lo .. hi - 1 used by the block
-            cache[key] = ((off > self.history) | (off <= self.length))[:, :width]
+            width = max(rows[-1] - self._span + 1, 0)  # columns lo .. hi - 1 used by the block
+            cache[key] = ((off > self.history) | (off <= self._span))[:, :width]
         return cache[key]
 
     def absorb(self, x: np.ndarray, raws: np.ndarray) -> None:
         """Set the learned state as if ``x`` (finite, shape ``(n,)``) had been streamed in."""
         x = np.asarray(x, dtype=float)
-        n, L = len(x), self.length
+        n, L, s, span = len(x), self.length, self.step, self._span
         self._reset_learned()
         if n == 0:
             return
         cap = len(self.ref_)
-        starts = np.arange(max(0, n - 2 * L - cap), n - 2 * L)  # patterns that left the overlap
+        means = self._block_means(x) if n >= s else x[:0]
+        starts = np.arange(max(0, n - 2 * span - cap), n - 2 * span)  # patterns that left the overlap
         if len(starts):
-            win = np.lib.stride_tricks.sliding_window_view(x, L)
+            win = np.lib.stride_tricks.sliding_window_view(means, s * (L - 1) + 1)[:, ::s]
             ring = win[starts]
             self.ref_[: len(ring)] = ring
             self.filled_ = len(ring)
             self.pos_ = len(ring) % cap
-        self.last_.extend(x[-(2 * L + 1) :].tolist())
+        self.last_.extend(means[-self._keep() :].tolist())
+        if s > 1:
+            self.block_.extend(x[-s:].tolist())
         self.count_ = n
         self.mean_ = float(x.mean())
         self.m2_ = float(((x - self.mean_) ** 2).sum())
@@ -232,6 +280,7 @@ class PatternKnnDetector(StreamingDetector):
         self.filled_ = 0
         self.pos_ = 0
         self.last_.clear()
+        self.block_.clear()
         self.count_ = 0
         self.mean_ = 0.0
         self.m2_ = 0.0
@@ -274,6 +323,7 @@ class PatternKnnDetector(StreamingDetector):
         return {
             "ref": ring.tolist(),
             "last": list(self.last_),
+            "block": list(self.block_),
             "count": self.count_,
             "mean": self.mean_,
             "m2": self.m2_,
@@ -288,7 +338,8 @@ class PatternKnnDetector(StreamingDetector):
         self.ref_[: len(ring)] = ring
         self.filled_ = len(ring)
         self.pos_ = len(ring) % cap
-        self.last_ = deque((float(v) for v in state["last"]), maxlen=2 * self.length + 1)
+        self.last_ = deque((float(v) for v in state["last"]), maxlen=self._keep())
+        self.block_ = deque((float(v) for v in state["block"]), maxlen=self.step)
         self.count_ = int(state["count"])
         self.mean_ = float(state["mean"])
         self.m2_ = float(state["m2"])
