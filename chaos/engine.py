@@ -195,13 +195,16 @@ class LabEngine(ChaosEngine):
 
     # -- between experiments ---------------------------------------------------------------------
 
-    def reset(self, *, alerts_timeout_s: float = 30.0,
+    def reset(self, *, alerts_timeout_s: float = 45.0,
               replicas: Collection[str] | None = None) -> None:
         """Scale back to the lab's size, give every replica its weight back, undo degradation,
         then wait (bounded) until no alert fires that would spoil the next experiment: one on
         ``replicas`` (``None``: on any; an alert still firing would not fire again, so the next
         experiment's runbook would never run), one about a replica's state on any replica (a
-        hot GPU, a replica not answering) and one about a whole model (saturation, SLO burn)."""
+        hot GPU, a replica not answering) and one about a whole model (saturation, SLO burn).
+
+        45 s: a drift alert on the peer that carried a hung replica's load took up to ~30 s to
+        resolve here, and the next experiment faults that peer."""
         if self.lab is None or self.lab.admin is None:
             return
         if len(self.lab.fleet.replicas) > self.replicas:  # a scale-out's replicas go first

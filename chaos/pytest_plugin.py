@@ -152,9 +152,12 @@ def run_experiment(request: pytest.FixtureRequest, chaos_target: Target,
                 detectable=detectable).skip_reasons(exp)):
             chaos_engine.ready()  # a lazy engine starts for the first experiment it can run
             # only an alert still firing on a replica this experiment faults would not fire
-            # again; one elsewhere need not be waited out
-            victims = {a.arguments.get("replica") for a in exp.method if a.type == "fault"}
-            chaos_engine.reset(replicas=None if None in victims or not victims else victims)
+            # again; one elsewhere need not be waited out. A fault on a whole model (a surge
+            # names a model, no replica) faults no replica: the engine waits out the model's
+            # own alerts whatever the victims.
+            faults = [a.arguments for a in exp.method if a.type == "fault"]
+            victims = {f.get("replica") for f in faults if "replica" in f or "model" not in f}
+            chaos_engine.reset(replicas=None if None in victims or not faults else victims)
             if chaos_engine.target is not None:  # the engine watches a lab of its own
                 ledger = chaos_journal_dir / "engine-faults.ledger"
         own_lab = ledger is not None
