@@ -194,6 +194,12 @@ class SeasonalBaseline:
         n = self.count_[k] if self.count_[k] >= self.min_points else self.count_[-1]
         return BaselineStats(got[0], got[1], got[2], n)
 
+    @property
+    def ready(self) -> bool:
+        """Whether the global bucket has its ``min_points`` seed: before that, nothing is
+        scored, and whatever arrives (an incident included) is learned as normal."""
+        return self.median_[-1] == self.median_[-1]
+
     def lookup(self, ts: float) -> tuple[float, float, float] | None:
         """``(median, mad, high)`` as ``expected`` gives them, without building an object (hot path)."""
         g = len(self.count_) - 1

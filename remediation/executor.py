@@ -118,12 +118,14 @@ class RunbookExecutor:
                          lite_fraction=m.lite_fraction)
         return facts
 
-    def _read(self, cond: Condition, labels: Mapping[str, str]) -> float | None:
+    def _read(self, cond: Condition, labels: Mapping[str, str],
+              window_s: float | None = None) -> float | None:
         facts = self._facts(labels)
         if cond.sli in facts:
             return facts[cond.sli]
         try:
-            return self.sli.read(cond.sli, fill(cond.labels, labels), cond.window_s, self.clock())
+            return self.sli.read(cond.sli, fill(cond.labels, labels),
+                                 cond.window_s if window_s is None else window_s, self.clock())
         except Exception:
             logger.exception("SLI %s unreadable", cond.sli)
             return None
@@ -246,10 +248,12 @@ class RunbookExecutor:
         value: float | None = None
         ok = False
         while True:
-            value = self._read(spec, labels)
-            if spec.holds(value, vars):
-                ok = True
-                break
+            window = spec.window_after(self.clock() - t0)
+            if window is not None:
+                value = self._read(spec, labels, window)
+                if spec.holds(value, vars):
+                    ok = True
+                    break
             if self.clock() - t0 >= spec.deadline_s:
                 break
             self.sleep(spec.poll_s)

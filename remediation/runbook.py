@@ -105,8 +105,24 @@ class Condition(_Strict):
 
 
 class Verify(Condition):
+    """The SLI judged over traffic served *after* the change only.
+
+    Why: a window reaching back before the change still holds the requests that raised the
+    alert, so "P99 over the last 5 s" stays red for 5 s after a reroute that worked at once.
+    The window is ``[max(now - window_s, change), now)``, judged once ``min_window_s`` of
+    post-change traffic exists (a P99 over a handful of requests is close to their maximum, so
+    a short window errs on the strict side, never the lenient one).
+    """
+
     deadline_s: float = Field(30.0, gt=0)
     poll_s: float = Field(1.0, gt=0)
+    min_window_s: float = Field(2.0, gt=0)
+
+    def window_after(self, elapsed_s: float) -> float | None:
+        """The window to read ``elapsed_s`` after the change, or ``None`` while too little."""
+        if elapsed_s < min(self.min_window_s, self.window_s):
+            return None
+        return min(self.window_s, elapsed_s)
 
 
 class StepSpec(_Strict):

@@ -30,7 +30,9 @@ def test_slowed_replica_is_rerouted_and_p99_restored(tmp_path: Path) -> None:
         fleet={"models": ["synth"]})
     with Lab(config) as lab:
         store = Store(config.db_path, readonly=True)
-        time.sleep(25)  # baselines learn from the first few hundred requests per replica
+        # baselines learn from the first few hundred requests per replica (~25 s at 15 rps)
+        assert lab.wait_until_armed(timeout_s=90)
+        time.sleep(2)
         victim = lab.fleet.get("r2")
         fault_at = time.time()
         ReplicaControl(victim.control_url).set_faults(extra_latency_ms=400)
@@ -42,8 +44,12 @@ def test_slowed_replica_is_rerouted_and_p99_restored(tmp_path: Path) -> None:
             verified = ok.iloc[0] if len(ok) else None
             time.sleep(0.5)
         weights = {r["name"]: r["weight"] for r in lab.admin.state()["replicas"]}
-        time.sleep(3)
-        recent = store.query("SELECT latency_s FROM chains WHERE ts > ?", (time.time() - 6,))
+        time.sleep(4)
+        # requests sent after the reroute (those in flight on r2 before it still end slow)
+        after = store.query("SELECT ts FROM action_audit WHERE runbook = 'replica-p99-drift' "
+                            "AND phase = 'after'")
+        since = float(after.ts.min()) if len(after) else time.time() - 4
+        recent = store.query("SELECT latency_s FROM chains WHERE ts > ?", (since,))
         alerts = store.query("SELECT * FROM alerts WHERE status = 'firing' AND ts >= ?",
                              (fault_at,))
         audit = store.query("SELECT * FROM action_audit ORDER BY id")

@@ -93,7 +93,9 @@ def lab(tmp_path_factory: pytest.TempPathFactory, oncall: OnCall):
                   "routes": [{"receiver": "oncall", "group_by": ["alertname", "replica"],
                               "group_wait_s": 0, "group_interval_s": 5}]})
     with Lab(config) as lab:
-        time.sleep(25)  # warm-up: each replica's baseline needs its first few hundred requests
+        # warm-up: each replica's baseline needs its first few hundred requests
+        assert lab.wait_until_armed(timeout_s=90)
+        time.sleep(2)
         yield lab, Store(config.db_path, readonly=True)
 
 

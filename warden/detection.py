@@ -234,6 +234,17 @@ class DetectionHook:
         self.keys[key] = ks
         return ks
 
+    def armed(self, key: tuple[str, str]) -> bool:
+        """Whether every detector of ``key`` (model, replica) has learned its baseline.
+
+        A fault injected before this is learned as the replica's normal, not detected: tests
+        and chaos experiments wait on it instead of sleeping a guessed warm-up.
+        """
+        ks = self.keys.get(key)
+        return ks is not None and all(
+            getattr(getattr(det, "baseline_", None), "ready", True)
+            for det in ks.detectors.values())
+
     def _peer_ratio(self, key: tuple[str, str], detector: str) -> float | None:
         """This replica's recent median latency (or jitter) over the median of its peers'.
 

@@ -153,6 +153,22 @@ class Lab:
             dashboard_url=self.dashboard_url,
         )
 
+    def wait_until_armed(self, models: tuple[str, ...] = ("synth",), timeout_s: float = 90.0,
+                         ) -> bool:
+        """Block until detection has learned a baseline for every replica of ``models``.
+
+        Why not a fixed warm-up sleep: how long learning takes depends on each replica's share
+        of the traffic and on the machine's load, and a fault injected before a baseline is
+        learned becomes that baseline. ``False`` on timeout (or with detection off).
+        """
+        det = self.telemetry.detection if self.telemetry is not None else None
+        deadline = time.monotonic() + timeout_s
+        while det is not None and time.monotonic() < deadline:
+            if all(det.armed((m, r.name)) for m in models for r in self.fleet.replicas):
+                return True
+            time.sleep(0.5)
+        return False
+
     def run_until_interrupted(self) -> None:
         """Block until Ctrl-C or SIGTERM; the caller stops the lab afterwards."""
         stop = {"now": False}

@@ -257,3 +257,42 @@ def test_actuator_error_is_audited_rolled_back_and_paged(clock, audit):
     assert fleet.models["synth"].lite_fraction == 0.5 and rep.rolled_back == []
     assert ("scale-out", "after", "failed") in statuses(audit)
     assert len(pages) == 1
+
+
+def test_verify_judges_only_traffic_served_after_the_change(clock, audit, tmp_path):
+    """A reroute that works at once verifies in ~min_window_s, not after the slow requests
+    that raised the alert have aged out of the window; and the window never reaches back
+    before the change, so slow pre-change requests cannot fail it either."""
+    from warden.records import RequestChain
+    from warden.store import Store
+    from remediation.sli import StoreSli
+
+    store = Store(tmp_path / "chains.db")
+    fleet = DryRun.simple({"synth": 3})
+    t_alert = clock()
+
+    def chain(i: int, ts: float, latency: float) -> RequestChain:
+        return RequestChain(f"{i:032x}", ts, "synth", "full", "r1", latency, {})
+
+    # 4 s of slow requests before the change, then fast ones after it (written as time passes)
+    store.write_chains(chain(i, t_alert - 4 + i * 0.05, 0.6) for i in range(80))
+
+    class StoreBackedSleep:
+        def __init__(self) -> None:
+            self.i = 1000
+
+        def __call__(self, s: float) -> None:
+            start = clock()
+            clock.sleep(s)
+            n = int(s / 0.05)
+            store.write_chains(chain(self.i + k, start + k * 0.05, 0.02) for k in range(n))
+            self.i += n
+
+    guards = Guards(GuardConfig(), clock=clock)
+    ex = RunbookExecutor(load_runbooks(builtin_registry()), Applier(fleet, guards, audit,
+                         clock=clock), StoreSli(store), clock=clock, sleep=StoreBackedSleep())
+    [rep] = ex.handle(alert("ReplicaP99Drift", t_alert, model="synth", replica="r1"))
+    assert rep.outcome == "verified", rep.verify
+    assert rep.verify["value"] < 0.25
+    # judged at min_window_s (2 s) of post-change traffic, long before the 5 s window cleared
+    assert rep.verify["elapsed_s"] == pytest.approx(2.0)
