@@ -7,8 +7,9 @@ runs on the *traced* stack, the client steering what gets traced, so modes diffe
 telemetry and not in which processes serve (on this shared 2-core machine, two stacks with the
 same settings differ by 10-30% in throughput from run to run; the same stack does not):
 
-    off          the untraced stack
-    off (00)     traced stack, client sends traceparent with sampled=00: no span anywhere
+    off          the untraced stack, collection paused
+    off (00)     traced stack, client sends traceparent with sampled=00: no span anywhere;
+                 collection paused: the same processes with all telemetry off, the reference
     edge         client span + router span per request; trace ids the router keeps shallow
     deep 1/N     edge, and 1/N of traces (by trace id) go deep: Triton's spans, PyTriton's
                  stub and proxy spans, the model span (the lab's default)
@@ -17,7 +18,9 @@ same settings differ by 10-30% in throughput from run to run; the same stack doe
 Each mode is saturated by closed-loop clients, then driven open loop (Poisson, 30% of "off"
 capacity) for latency and for CPU per request; modes take turns within each repeat in a rotating
 order. One engine (scrapes Triton and the GPU twin every second, runs detection) follows both
-replicas throughout, so collection costs every mode the same; its CPU is printed. Medians.
+replicas, paused during the two "off" modes, so they have no collection either; its CPU is
+printed. Medians. "cost" is against "off (00)" (same processes); "vs off" against the separate
+untraced stack, which also carries the stack-to-stack difference.
 
     python benchmarks/telemetry_overhead.py [--quick] [--seconds 4] [--repeats 3]
         [--clients 16] [--per-batch-ms 4] [--deep-ratio 0.0625] [--no-open-loop]
@@ -234,6 +237,7 @@ class Mode:
     name: str
     stack: Setup
     tracer: Any
+    collect: bool = True
     closed: list[tuple[float, float, float]] = field(default_factory=list)
     open: list[tuple[float, float]] = field(default_factory=list)
     cpu: list[dict[str, float]] = field(default_factory=list)
@@ -262,8 +266,9 @@ def main() -> None:
         for st in stacks:
             _start(st, root, args.per_batch_ms)
         rec = traced.provider
-        modes = [Mode("off", off, None),
-                 Mode("off (00)", traced, SteeredClient(rec, "unsampled", args.deep_ratio)),
+        modes = [Mode("off", off, None, collect=False),
+                 Mode("off (00)", traced, SteeredClient(rec, "unsampled", args.deep_ratio),
+                      collect=False),
                  Mode("edge", traced, SteeredClient(rec, "shallow", args.deep_ratio)),
                  Mode(f"deep 1/{n}", traced, SteeredClient(rec, "natural", args.deep_ratio)),
                  Mode("full", traced, SteeredClient(rec, "deep", args.deep_ratio))]
@@ -278,6 +283,7 @@ def main() -> None:
             order = modes[i % len(modes):] + modes[:i % len(modes)]
             for m in order:
                 assert m.stack.router is not None
+                engine.resume() if m.collect else engine.pause()
                 rps, lat, errors = saturate(m.stack.router.url, "synth", args.clients,
                                             args.seconds, tracer=m.tracer)
                 p50, p99 = np.percentile(lat, [50, 99]) * 1e3
@@ -292,6 +298,7 @@ def main() -> None:
                 open_rate = 0.3 * statistics.median(r[0] for r in modes[0].closed)
             for m in order:
                 assert m.stack.router is not None
+                engine.resume() if m.collect else engine.pause()
                 gen = LoadGenerator(m.stack.router.url,
                                     LoadProfile(kind="constant", rate=open_rate),
                                     {"synth": 1.0}, tracer=m.tracer, seed=i)
@@ -305,6 +312,7 @@ def main() -> None:
                       f"P50 {summary.p50_ms:6.1f} ms P99 {summary.p99_ms:6.1f} ms "
                       f"errors {summary.errors} dropped {summary.dropped}", file=sys.stderr)
                 time.sleep(0.5)
+        engine.resume()
         engine_cpu, engine_s = _thread_cpu_s(tid) - cpu0, time.monotonic() - t0
         rec.force_flush()
         time.sleep(4)  # the joiner's settle time
@@ -315,21 +323,26 @@ def main() -> None:
     _print_table(modes, chains)
     print(f"\nsynthetic model {args.per_batch_ms:g} ms per batch, {args.clients} closed-loop "
           f"clients, open loop at {open_rate:.0f} req/s, {args.seconds:g} s x {args.repeats} "
-          f"repeats (medians), modes in rotating order; cost = 1 - req/s / off's req/s, CPU "
+          f"repeats (medians), modes in rotating order; cost = 1 - req/s / off (00)'s req/s "
+          f"(vs off: / off's), CPU "
           f"cost = CPU per request / off (00)'s")
-    print(f"collection (one engine scraping both replicas + detection): "
+    print(f"collection (one engine scraping both replicas + detection, paused in the off "
+          f"modes): "
           f"{engine_cpu / max(engine_s, 1e-9) * 100:.1f}% of one core")
 
 
 def _print_table(modes: list[Mode], chains: str) -> None:
-    base = statistics.median(r[0] for r in modes[0].closed)
-    print(f"\n{'mode':<10} {'req/s':>6} {'cost':>7} {'P50':>6} {'P99':>6} | {'open P50':>8}"
+    other = statistics.median(r[0] for r in modes[0].closed)
+    base = statistics.median(r[0] for r in modes[1].closed)
+    print(f"\n{'mode':<10} {'req/s':>6} {'cost':>7} {'vs off':>7} {'P50':>6} {'P99':>6} |"
+          f" {'open P50':>8}"
           f" {'P99':>6} {'CPU ms/req':>10} {'cost':>7} (router replica receiver client)")
     ref = next((m for m in modes if m.name == "off (00)" and m.cpu), None)
     ref_cpu = statistics.median(c["total"] for c in ref.cpu) if ref else float("nan")
     for m in modes:
         rps = statistics.median(r[0] for r in m.closed)
         row = (f"{m.name:<10} {rps:6.0f} {(1 - rps / base) * 100:+6.1f}% "
+               f"{(1 - rps / other) * 100:+6.1f}% "
                f"{statistics.median(r[1] for r in m.closed):6.1f} "
                f"{statistics.median(r[2] for r in m.closed):6.1f} |")
         if m.open:

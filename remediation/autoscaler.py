@@ -1,7 +1,9 @@
 """The autoscaler: reactive thresholds with HPA-style stabilisation, plus a seasonal forecast.
 
 Reactive (:class:`ReactiveScaler`): utilisation above ``high`` (or queue time above
-``queue_high_s``) recommends ``max(n + 1, ceil(n * util / high))``; below ``low`` recommends
+``queue_high_s``) recommends ``max(n + 1, ceil(n * util / high))``, where a saturated fleet's
+utilisation is scaled by demand over served load (its backlog's growth shows the demand a
+utilisation capped at 1 hides, see :mod:`remediation.store_signals`); below ``low`` recommends
 ``ceil(n * util / high)`` (the fewest replicas that keep utilisation under ``high`` afterwards, so
 a scale-in cannot itself trigger a scale-out); in between, hold. Recommendations are stabilised as
 the Kubernetes HPA does (``stabilizeRecommendationWithBehaviors``): scale up to the *minimum*
@@ -74,7 +76,8 @@ class Signals:
 
     utilization: float | None
     queue_s: float | None = None
-    load_rps: float | None = None
+    load_rps: float | None = None  # served
+    demand_rps: float | None = None  # served + backlog growth (what was asked)
 
     @property
     def fresh(self) -> bool:
@@ -97,6 +100,10 @@ class ReactiveScaler:
         if not s.fresh:
             return current
         util = float(s.utilization)  # type: ignore[arg-type]
+        if s.load_rps and s.demand_rps and s.demand_rps > s.load_rps:
+            # saturated: utilisation caps at 1 and hides the rest of the demand; scale it by
+            # what was asked over what was served, so one step covers the whole surge
+            util *= s.demand_rps / s.load_rps
         base = current if ready is None else max(min(ready, current), 1)
         need = math.ceil(base * util / c.high)
         queue_hot = (c.queue_high_s is not None and s.queue_s is not None
@@ -155,7 +162,10 @@ class PredictiveScaler:
             self._bucket = (idx, [])
         if idx != self._bucket[0]:
             self._close(idx)
-        self._bucket[1].append(float(s.load_rps))
+        # forecast what was asked: served load flattens the peaks a saturated fleet missed
+        asked = s.demand_rps if s.demand_rps is not None and s.demand_rps > s.load_rps else (
+            s.load_rps)
+        self._bucket[1].append(float(asked))
 
     def _close(self, idx: int) -> None:
         assert self._bucket is not None

@@ -101,6 +101,7 @@ class RemediationService:
             for m in (config.autoscaler.models if signals else [])]
         self._pool = ThreadPoolExecutor(config.workers, thread_name_prefix="remediation")
         self._lock = threading.Lock()
+        self._scaling: threading.Thread | None = None
         self.reports: list[ExecutionReport] = []
 
     def start(self) -> list[tuple[Any, str]]:
@@ -134,5 +135,23 @@ class RemediationService:
             except Exception:
                 logger.exception("autoscaler for %s failed", a.model)
 
+    def tick_in_background(self, now: float | None = None) -> bool:
+        """Engine hook: start an autoscaler pass in its own thread unless one still runs.
+
+        Why: a scale-out blocks until the new replicas are ready (a cold start, seconds to
+        minutes), and the engine's tick must not wait for it: detection and alerting go on.
+        Returns whether a pass was started.
+        """
+        if not self.autoscalers or not self.config.enabled:
+            return False
+        with self._lock:
+            if self._scaling is not None and self._scaling.is_alive():
+                return False
+            self._scaling = threading.Thread(target=self.tick, name="autoscaler", daemon=True)
+            self._scaling.start()
+        return True
+
     def stop(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
+        if self._scaling is not None:
+            self._scaling.join(timeout=60)

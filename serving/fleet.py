@@ -62,6 +62,7 @@ class FleetConfig(BaseModel):
     model_spans: bool = Field(True, description="see ReplicaConfig.model_spans")
     onnx_threads: int = Field(1, ge=1)
     gpu: Literal["twin", "cpu"] = "twin"
+    weights_load_s: float = Field(0.0, ge=0, description="see ReplicaConfig.weights_load_s")
     ready_timeout_s: float = Field(READY_TIMEOUT_S, gt=0)
     access_token: str = Field(default_factory=lambda: secrets.token_urlsafe(24),
                               description="guards Triton's statistics/trace/logging APIs")
@@ -333,6 +334,7 @@ class Fleet:
             onnx_threads=self.config.onnx_threads,
             access_token=self.config.access_token,
             gpu=self.config.gpu,
+            weights_load_s=self.config.weights_load_s,
         )
         (self.run_dir / "replicas").mkdir(parents=True, exist_ok=True)
         cfg_path = self.run_dir / "replicas" / f"{replica.name}.json"

@@ -7,7 +7,7 @@ very latency an SRE is looking for (coordinated omission). In-flight requests ar
 bound memory; an arrival over the cap is counted as ``dropped`` rather than silently delayed.
 
 Profiles shape the arrival rate over time: ``constant``, ``diurnal`` (a compressed day: a sine
-around the base rate) and ``burst`` (periodic surges). Each request carries a ``warden.client``
+around the base rate), ``burst`` (periodic surges) and ``surge`` (one surge, then base again). Each request carries a ``warden.client``
 span and its W3C ``traceparent`` when a tracer is given.
 """
 
@@ -36,19 +36,22 @@ INPUT_SHAPES = {"synth": (("x", SYNTH_FEATURES), "y"), "mlp": (("x", IN_FEATURES
 class LoadProfile(BaseModel):
     """Arrival rate over time. ``rate`` is requests per second at the base level."""
 
-    kind: Literal["constant", "diurnal", "burst"] = "constant"
+    kind: Literal["constant", "diurnal", "burst", "surge"] = "constant"
     rate: float = Field(50.0, gt=0)
     amplitude: float = Field(0.5, ge=0, le=1, description="diurnal: peak is rate*(1+amplitude)")
     period_s: float = Field(120.0, gt=0, description="diurnal: one compressed day")
     burst_factor: float = Field(3.0, ge=1, description="burst: rate multiplier during a burst")
     burst_every_s: float = Field(60.0, gt=0)
     burst_len_s: float = Field(10.0, ge=0)
+    surge_at_s: float = Field(0.0, ge=0, description="surge: one burst of burst_len_s, from here")
 
     def rate_at(self, t: float) -> float:
         """Arrivals per second ``t`` seconds after the start."""
         if self.kind == "diurnal":
             return self.rate * (1.0 + self.amplitude * math.sin(2 * math.pi * t / self.period_s))
         if self.kind == "burst" and (t % self.burst_every_s) >= self.burst_every_s - self.burst_len_s:
+            return self.rate * self.burst_factor
+        if self.kind == "surge" and 0 <= t - self.surge_at_s < self.burst_len_s:
             return self.rate * self.burst_factor
         return self.rate
 

@@ -25,6 +25,7 @@ import os
 import signal
 import sys
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import asdict
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -75,6 +76,10 @@ class ReplicaConfig(BaseModel):
     onnx_threads: int = Field(1, ge=1)
     access_token: str | None = None
     gpu: Literal["twin", "cpu"] = Field("twin", description="device under the model code")
+    weights_load_s: float = Field(0.0, ge=0, description=(
+        "seconds spent 'loading weights' before Triton starts: the synthetic models have none, "
+        "while a real LLM's cold start is dominated by it (tens of seconds); scaling "
+        "experiments set it so that a cold start costs what it costs in production"))
 
 
 def _die_with_parent() -> None:
@@ -253,6 +258,10 @@ def serve(config: ReplicaConfig, device: Device | None = None) -> None:
     from pytriton.triton import Triton, TritonSecurityConfig
 
     faults = ModelFaultState()
+    if config.weights_load_s:
+        logger.info("replica %s: loading weights (simulated, %.1f s)", config.name,
+                    config.weights_load_s)
+        time.sleep(config.weights_load_s)
     twin = None
     if device is None and config.gpu == "twin":
         from serving.devices import TwinDevice

@@ -6,7 +6,7 @@ Precedence everywhere: explicit arguments, then these variables, then built-in d
 
 from __future__ import annotations
 
-__all__ = ["WARDEN_CHAOS_LONG", "WARDEN_CONFIG", "WARDEN_DB", "WARDEN_HOME",
+__all__ = ["WARDEN_CONFIG", "WARDEN_DB", "WARDEN_HOME",
            "WARDEN_TRITON_ACCESS_TOKEN", "WARDEN_WEBHOOK_BEARER_TOKEN",
            "WARDEN_WEBHOOK_HMAC_SECRET"]
 
@@ -21,9 +21,6 @@ WARDEN_DB = "WARDEN_DB"
 
 WARDEN_TRITON_ACCESS_TOKEN = "WARDEN_TRITON_ACCESS_TOKEN"
 """Token for Triton's restricted APIs (model load/unload) when chaos targets a remote fleet."""
-
-WARDEN_CHAOS_LONG = "WARDEN_CHAOS_LONG"
-"""Set to 1 to run the long chaos experiments (traffic surge, GPU fragmentation)."""
 
 WARDEN_WEBHOOK_HMAC_SECRET = "WARDEN_WEBHOOK_HMAC_SECRET"
 """HMAC secret the alert delivery worker signs webhooks with."""

@@ -48,6 +48,7 @@ from remediation.audit import AuditLog
 from remediation.executor import ExecutionReport
 from remediation.service import RemediationConfig, RemediationService
 from remediation.sli import StoreSli
+from remediation.store_signals import store_signals
 from serving.router_client import RouterAdmin
 from warden.records import Alert, AlertStatus
 from warden.signal_hook import SignalHook
@@ -170,11 +171,14 @@ class Telemetry:
                 hooks.append(self.alerting.tick)
         rc = self.remediation_config
         if rc is not None and rc.enabled and fleet is not None and admin is not None:
+            reader = Store(self.db_path, readonly=True)
             self.remediation = RemediationService(
                 rc, LocalFleet(fleet, admin), AuditLog.open(self.db_path, clock=time.time),
-                StoreSli(Store(self.db_path, readonly=True)), page=self._page)
+                StoreSli(reader), page=self._page,
+                signals=lambda model, now: store_signals(reader, model, now))
             self.remediation.start()
             sinks.append(self._to_remediation)
+            hooks.append(self.remediation.tick_in_background)
         if self.with_detection:
             self.detection = DetectionHook(self.store, alert_sinks=sinks)
             router = None

@@ -152,3 +152,26 @@ def test_degrade_first_when_cold_start_is_slow_then_restore(clock, audit):
     assert fleet.lite_fraction == 0.0  # restored once ready and the full cost fits
     steps = [r.step for r in audit.rows() if r.phase == "after"]
     assert steps[:2] == ["degrade-first", "reactive"] and "restore-full" in steps
+
+
+def test_a_saturated_fleet_is_sized_for_its_demand_not_its_capped_utilisation():
+    """At twice capacity utilisation reads ~1 either way; the backlog's growth shows the rest,
+    so one decision orders the whole surge's worth instead of one replica per cold start."""
+    r = ReactiveScaler(AutoscalerConfig(high=0.7))
+    capped = Signals(1.0, queue_s=0.5, load_rps=50.0)
+    assert r.raw(2, capped) == 3
+    assert r.raw(2, Signals(1.0, queue_s=0.5, load_rps=50.0, demand_rps=100.0)) == 6
+    # a draining backlog (demand below served) never inflates the recommendation
+    assert r.raw(5, Signals(0.16, load_rps=20.0, demand_rps=20.0)) == 2
+
+
+def test_backlog_growth_is_the_slope_of_pending_requests_summed_over_replicas():
+    import pandas as pd
+
+    from remediation.store_signals import backlog_growth_rps
+
+    df = pd.DataFrame({"ts": [0.0, 1.0, 2.0, 0.0, 2.0, 1.5],
+                       "replica": ["r0", "r0", "r0", "r1", "r1", "r2"],
+                       "value": [0.0, 25.0, 50.0, 10.0, 60.0, 7.0]})
+    assert backlog_growth_rps(df) == 25.0 + 25.0  # r2's single sample adds nothing
+    assert backlog_growth_rps(df.iloc[:0]) is None

@@ -42,3 +42,39 @@ def test_service_reconciles_handles_and_ticks(clock, audit):
         assert fleet.replicas("synth") == 3  # max(n + 1, ceil(2 * 0.95 / 0.7))
     finally:
         svc.stop()
+
+
+def test_engine_hook_scales_in_the_background_one_pass_at_a_time(audit):
+    """A scale-out blocks through a cold start; the engine's tick must not, and a second pass
+    must not start while the first still waits for its replicas."""
+    import threading
+    import time
+
+    release = threading.Event()
+
+    class SlowStartFleet(DryRun):
+        def scale(self, model: str, n: int) -> None:
+            release.wait(10)  # the cold start
+            super().scale(model, n)
+
+    fleet = SlowStartFleet.simple({"synth": 2})
+    cfg = RemediationConfig.model_validate({"autoscaler": {"models": ["synth"],
+                                                           "sync_period_s": 0.01},
+                                            "guards": {"cooldown_s": 0}})
+    svc = RemediationService(cfg, fleet, audit, StaticSli(lambda n, l, now: 0.05),
+                             signals=lambda m, now: Signals(0.95), clock=time.time)
+    try:
+        t0 = time.monotonic()
+        assert svc.tick_in_background(time.time()) is True
+        time.sleep(0.1)
+        assert svc.tick_in_background(time.time()) is False  # the first pass still scales
+        assert time.monotonic() - t0 < 1.0  # neither call waited for the cold start
+        assert fleet.replicas("synth") == 2
+        release.set()
+        deadline = time.monotonic() + 5
+        while fleet.replicas("synth") != 3 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert fleet.replicas("synth") == 3
+        assert len(fleet.applied("scale")) == 1
+    finally:
+        svc.stop()

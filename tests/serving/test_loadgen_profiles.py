@@ -23,6 +23,12 @@ def test_burst_multiplies_rate_at_the_end_of_each_cycle() -> None:
     assert p.rate_at(65) == 10
 
 
+def test_surge_happens_once_then_the_base_rate_returns_for_good() -> None:
+    p = LoadProfile(kind="surge", rate=20, burst_factor=5, surge_at_s=10, burst_len_s=30)
+    assert [p.rate_at(t) for t in (0, 9.9, 10, 39.9, 40, 50, 90, 130)] == [
+        20, 20, 100, 100, 20, 20, 20, 20]
+
+
 def test_summary_quantiles_ignore_failures_but_count_them() -> None:
     results = [RequestResult(float(i), 0.001 * (i + 1), True, "synth") for i in range(100)]
     results += [RequestResult(0.0, 5.0, False, "mlp", error="boom")]

@@ -89,3 +89,17 @@ def test_failures_are_counted_and_the_rest_of_the_tick_still_runs(store: Store) 
 def test_interval_must_be_positive(store: Store) -> None:
     with pytest.raises(ValueError, match="interval_s"):
         Engine(store, [], interval_s=0)
+
+
+def test_a_paused_engine_keeps_its_grid_but_collects_nothing(store: Store) -> None:
+    t = FakeTime()
+    collector = CountingCollector(t)
+    engine = Engine(store, [collector], interval_s=1.0, clock=lambda: t.t,
+                    monotonic=t.monotonic, sleep=t.sleep)
+    engine.run(ticks=2)
+    engine.pause()
+    engine.run(ticks=3)
+    engine.resume()
+    engine.run(ticks=1)
+    assert collector.calls == [1000.0, 1001.0, 1005.0]
+    assert engine.ticks == 3
