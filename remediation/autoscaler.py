@@ -149,7 +149,9 @@ class PredictiveScaler:
         self.last_forecast: float | None = None
 
     def observe(self, now: float, current: int, s: Signals) -> None:
-        """Feed one tick's load; closes a bucket when time moves past it."""
+        """Feed one tick's load; closes a bucket when time moves past it. ``current``: the
+        replicas the utilisation was measured over (the ready ones: counting replicas still
+        starting would underestimate each one's capacity and over-provision)."""
         if s.load_rps is None or not math.isfinite(s.load_rps):
             return
         if (self.config.replica_capacity_rps is None and s.fresh and current > 0
@@ -272,7 +274,7 @@ class Autoscaler:
         s = self.signals(now)
         ahead = None
         if self.predictive is not None:
-            self.predictive.observe(now, current, s)
+            self.predictive.observe(now, ready, s)  # utilisation is over the ready ones
             cold = self.cold_start_s if self.cold_start_s is not None else state.cold_start_s
             lead = (cold if math.isfinite(cold) else 30.0) + self.config.sync_period_s
             ahead = self.predictive.recommend(lead)

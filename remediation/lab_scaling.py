@@ -94,7 +94,7 @@ def run_surge_scenario(lab: Any, db_path: Any, policy: str, config: AutoscalerCo
 def run_diurnal_scenario(lab: Any, db_path: Any, policy: str, config: AutoscalerConfig | None,
                          *, mean_rps: float, amplitude: float, period_s: float,
                          duration_s: float, slo_s: float, history: list[float] | None = None,
-                         seed: int = 1) -> ScenarioResult:
+                         seed: int = 1, score_from_s: float = 0.0) -> ScenarioResult:
     """A compressed day (sine around ``mean_rps``, starting at the mean, rising);
     ``history``: load buckets to seed the predictive scaler with (see :func:`load_history`)."""
     from serving.loadgen import LoadProfile
@@ -103,17 +103,19 @@ def run_diurnal_scenario(lab: Any, db_path: Any, policy: str, config: Autoscaler
                           period_s=period_s)
     return run_scenario(lab, db_path, policy, config, profile, event_at=0.0,
                         duration_s=duration_s, slo_s=slo_s, seed=seed, history=history,
-                        align_s=(config.bucket_s if config is not None else None))
+                        align_s=(config.bucket_s if config is not None else None),
+                        score_from_s=score_from_s)
 
 
 def run_scenario(lab: Any, db_path: Any, policy: str, config: AutoscalerConfig | None,
                  profile: Any, *, event_at: float, duration_s: float, slo_s: float,
                  seed: int = 1, history: list[float] | None = None,
-                 align_s: float | None = None) -> ScenarioResult:
+                 align_s: float | None = None, score_from_s: float = 0.0) -> ScenarioResult:
     """Drive ``profile`` through the router for ``duration_s`` with the autoscaler (``None``:
     remediation off) ticking every 0.5 s in its own thread; score from the store's chains. ``event_at``: seconds
     after the start from which detection, mitigation and restore are timed. ``align_s``: start
-    on a multiple of it (the forecast's bucket), so seeded history and live buckets line up."""
+    on a multiple of it (the forecast's bucket), so seeded history and live buckets line up.
+    ``score_from_s``: SLO-violation seconds count from here (e.g. the second compressed day)."""
     from prometheus_client import CollectorRegistry
 
     from collectors.self_metrics import WardenMetrics
@@ -176,8 +178,8 @@ def run_scenario(lab: Any, db_path: Any, policy: str, config: AutoscalerConfig |
             time.sleep(0.5)
     finally:
         stop.set()
-        scaler_thread.join(timeout=90)
         lg.stop()
+        scaler_thread.join(timeout=90)  # a scale in flight finishes (and is audited)
         feed.stop()
         feed.step(time.time())
         collector_thread.join(timeout=5)
@@ -185,12 +187,12 @@ def run_scenario(lab: Any, db_path: Any, policy: str, config: AutoscalerConfig |
     surge_t = start + event_at
     df = store.chains(start + 2, end, model="synth")
     ts, lat = df["ts"].to_numpy(float), df["latency_s"].to_numpy(float)
-    grid = np.arange(start + 4, end, 1.0)
+    grid = np.arange(start + 4, min(end, start + duration_s) + 1e-6, 1.0)
     bad = []
     for t in grid:
         sel = lat[(ts >= t - 2) & (ts < t)]
         bad.append(len(sel) >= 5 and float(np.quantile(sel, 0.99)) > slo_s)
-    violation = float(sum(bad))
+    violation = float(sum(b for t, b in zip(grid, bad) if t >= start + score_from_s))
     restore = None
     for i, t in enumerate(grid):
         if t >= surge_t and any(bad[:i]) and i + 3 <= len(bad) and not any(bad[i:i + 3]):
