@@ -258,6 +258,8 @@ def browser_times(db: Path, runs: int, ranges: tuple[str, ...]) -> dict:
                             cpu_s.append(_cpu_s([proc.pid]) - s0)
                         out[(path or "fleet", rng)] = (walls[0], walls[1:], cpu_b[1:],
                                                        cpu_s[1:])
+                out["inapp"] = inapp_times(driver, url, runs, browser_pids=lambda: (
+                    _descendants(service.process.pid)), server_pid=proc.pid)
                 if floor_url:  # the same, for a page of Streamlit with a title and a line
                     walls, cpu_b = [], []
                     for _ in range(runs + 1):
@@ -277,6 +279,47 @@ def browser_times(db: Path, runs: int, ranges: tuple[str, ...]) -> dict:
         stop_dashboard(proc)
         stop_dashboard(floor[0])
     return out
+
+
+#: Clicks the sidebar's link to a page (client-side navigation, as a user moves between pages).
+CLICK_JS = """
+const [slug] = arguments;
+const links = [...document.querySelectorAll('a[data-testid="stSidebarNavLink"]')];
+const link = links.find(a => new URL(a.href).pathname.replace(/\\/+$/, "").endsWith("/" + slug))
+  || (slug === "" ? links[0] : null);
+if (!link) return false;
+link.click();
+return true;
+"""
+
+
+def inapp_times(driver, url: str, runs: int, *, browser_pids, server_pid: int) -> dict:
+    """Per page: seconds from a click on its sidebar link until it has settled, and CPU.
+
+    Why beside the new-document views: a user opens the dashboard once and then moves between
+    pages inside it; Streamlit's frontend is already loaded and its session open, so only the
+    page's own script run and elements are paid. Pages are visited in turn (each from the one
+    before it), the default window (1 h).
+    """
+    driver.get(f"{url}/")
+    driver.execute_async_script(SETTLE_JS, BROWSER_PAGES[""][0], BROWSER_PAGES[""][1], 60_000)
+    order = [p for p in BROWSER_PAGES if p] + [""]
+    times: dict[str, tuple[list[float], list[float], list[float]]] = {
+        p or "fleet": ([], [], []) for p in order}
+    for _ in range(runs + 1):
+        for path in order:
+            last, charts = BROWSER_PAGES[path]
+            pids = browser_pids()
+            b0, s0 = _cpu_s(pids), _cpu_s([server_pid])
+            t = time.perf_counter()
+            if not driver.execute_script(CLICK_JS, path):
+                raise RuntimeError(f"no sidebar link to page {path!r}")
+            ok = driver.execute_async_script(SETTLE_JS, last, charts, 60_000)
+            walls, cpu_b, cpu_s = times[path or "fleet"]
+            walls.append(time.perf_counter() - t if ok else float("inf"))
+            cpu_b.append(_cpu_s(pids) - b0)
+            cpu_s.append(_cpu_s([server_pid]) - s0)
+    return {k: (w[1:], b[1:], c[1:]) for k, (w, b, c) in times.items()}  # the first lap warms
 
 
 def _start_floor(directory: Path) -> tuple:
@@ -361,6 +404,12 @@ def main() -> int:
             ok &= good
             print(line + f"  {'yes' if good else 'NO'}")
     if browser:
+        print(f"\nin-app navigation (a click on the page's sidebar link, Streamlit already "
+              f"loaded; default window 1h; median of {args.runs} laps): seconds, CPU b/s")
+        for name, (walls, cpu_b, cpu_s) in browser["inapp"].items():
+            med = statistics.median(walls)
+            print(f"{name:<9}{med:>8.2f}{max(walls):>7.2f}{statistics.median(cpu_b):>6.2f}/"
+                  f"{statistics.median(cpu_s):.2f}  {'yes' if med < TARGET_S else 'NO'}")
         bfirst, walls, cpu_b, _ = browser["floor"]
         print(f"{'bare Streamlit page':<32}{bfirst:>10.2f}{statistics.median(walls):>8.2f}"
               f"{max(walls):>7.2f}{statistics.median(cpu_b):>6.2f}/-     (floor)")

@@ -16,7 +16,8 @@ Scenarios:
 
 Columns: time to detect (fault -> first alert or scale decision), time to mitigate (fault -> first
 action applied), time to restore (fault -> SLO held again for 3 s), SLO-violation seconds,
-actions taken. Usage: ``python benchmarks/remediation_bench.py [--quick] [--skip-lab]``.
+actions taken. Usage: ``python benchmarks/remediation_bench.py [--quick] [--skip-lab]
+[--only lab-surge lab-diurnal]``.
 """
 
 from __future__ import annotations
@@ -214,7 +215,7 @@ def lab_surge(quick: bool) -> str:
     cfg = WardenConfig(home=home, lab={"replicas": 2, "router_port": 0,
                                        "router_policy": "least_outstanding", "tracing": False},
                        fleet={"models": ["synth"], "synth_cost": {"per_batch_ms": 40.0},
-                              "batching": {"enabled": False}})
+                              "batching": {"enabled": False}, "weights_load_s": 4.0})
     policies = [("off", None),
                 ("hpa", hpa_defaults(queue_high_s=None)),
                 ("warden", AutoscalerConfig(sync_period_s=2, scale_down_stabilization_s=20,
@@ -225,7 +226,7 @@ def lab_surge(quick: bool) -> str:
                                                     slo_budget_s=3.0, degrade_fraction=0.5))]
     rows = []
     surge_len, tail = (30.0, 30.0) if quick else (45.0, 45.0)
-    with Lab(cfg, with_traffic=False) as lab:
+    with Lab(cfg, with_traffic=False, with_telemetry=False) as lab:
         for name, c in policies:
             reset_fleet(lab, 2)
             time.sleep(10)  # let the previous run's backlog drain
@@ -236,8 +237,9 @@ def lab_surge(quick: bool) -> str:
                          f"{r.violation_s:.0f}", str(r.actions), str(r.reversals),
                          str(r.max_replicas), str(r.end_replicas),
                          f"{r.errors_before_surge}/{r.errors}/{r.requests}"])
-    return table(f"surge to 2x capacity on the real lab (2 replicas x 25 req/s, batching off; "
-                 f"20 -> 100 req/s for {surge_len:.0f} s; SLO P99 0.5 s)",
+    return table(f"surge to 2x capacity on the real lab (2 replicas x 25 req/s, batching off, "
+                 f"4 s weight load per cold start; 20 -> 100 req/s for {surge_len:.0f} s; SLO "
+                 f"P99 0.5 s)",
                  ["policy", "detect s", "mitigate s", "restore s", "SLO-violation s", "actions",
                   "reversals", "max replicas", "end replicas",
                   "errors before surge/errors/requests"], rows)
@@ -289,15 +291,19 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--quick", action="store_true", help="shorter runs")
     p.add_argument("--skip-lab", action="store_true", help="only the simulated/dry-run tables")
+    p.add_argument("--only", nargs="*", choices=sorted(SCENARIOS),
+                   help="run these scenarios only")
     args = p.parse_args()
-    print(surge(args.quick))
-    print(diurnal_day(args.quick))
-    print(flapping())
-    if not args.skip_lab:
-        print(reroute(args.quick))
-        print(lab_surge(args.quick))
-        print(lab_diurnal(args.quick))
+    names = args.only or [n for n in SCENARIOS if not (args.skip_lab and n in LAB_SCENARIOS)]
+    for name in names:
+        fn = SCENARIOS[name]
+        print(fn() if name == "flapping" else fn(args.quick), flush=True)
     return 0
+
+
+SCENARIOS = {"surge": surge, "diurnal": diurnal_day, "flapping": flapping, "reroute": reroute,
+             "lab-surge": lab_surge, "lab-diurnal": lab_diurnal}
+LAB_SCENARIOS = {"reroute", "lab-surge", "lab-diurnal"}
 
 
 if __name__ == "__main__":
