@@ -291,3 +291,12 @@ def throttle_summary(store: Store, start: float, end: float) -> pd.DataFrame:
             r["last_ts"] = max(r["last_ts"], last)
     out = [{"device": d, "reason": reason, **v} for (d, reason), v in sorted(rows.items())]
     return pd.DataFrame(out, columns=["device", "reason", "readings", "first_ts", "last_ts"])
+
+
+def most_interesting_devices(latest: pd.DataFrame, n: int) -> list[str]:
+    """The ``n`` devices to draw first from :func:`gpu_latest`'s frame: throttling ones, then
+    the hottest (an operator opening the page is looking for the device in trouble)."""
+    throttled = [bool(r) and r not in ("[]", "()") for r in latest["throttle_reasons"]]
+    ranked = latest.assign(_throttled=throttled).sort_values(
+        ["_throttled", "temperature_c"], ascending=False, kind="stable")
+    return [str(d) for d in ranked["device"].head(n)]

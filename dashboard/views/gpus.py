@@ -21,6 +21,11 @@ CHARTS: tuple[tuple[str, str, str, float], ...] = (
 )
 
 
+#: devices drawn by default: ten lines on each of eight panels cost the browser about a second
+#: more per view and read as a tangle; the rest are one pick away
+DEFAULT_DEVICES = 4
+
+
 def _latest(ctx: PageContext) -> list[str]:
     latest = cached(ctx.store, queries.gpu_latest, ctx.start, ctx.end)
     if latest.empty:
@@ -44,11 +49,17 @@ def _latest(ctx: PageContext) -> list[str]:
                        "alloc_reserved_gib", "alloc_retries", "alloc_ooms", "throttle_reasons",
                        "xid_errors", "ecc_errors"]],
                  hide_index=True, key="gpus_latest")
+    st.session_state.setdefault("gpus_default",
+                                queries.most_interesting_devices(latest, DEFAULT_DEVICES))
     return [str(d) for d in latest["device"]]
 
 
 def _history(ctx: PageContext, devices: list[str]) -> None:
-    picked = st.multiselect("Devices", devices, default=devices, key="gpus_devices")
+    default = [d for d in st.session_state.get("gpus_default", devices) if d in devices]
+    picked = st.multiselect("Devices", devices, default=default or devices, key="gpus_devices")
+    if len(picked) < len(devices):
+        st.caption(f"{len(picked)} of {len(devices)} devices drawn (throttling first, then the "
+                   "hottest); add more above.")
     df = cached(ctx.store, downsample.gpu, ctx.start, ctx.end, points=charts.PANEL_POINTS,
                 devices=picked or devices)
     if df.empty:

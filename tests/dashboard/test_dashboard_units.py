@@ -285,3 +285,15 @@ def test_cached_reads_are_keyed_on_store_and_window(tmp_path):
         {"m1", "m2"}
     store.close()
     other.close()
+
+
+def test_gpu_page_draws_throttling_then_hottest_devices_first():
+    import pandas as pd
+
+    from dashboard.queries import most_interesting_devices
+
+    latest = pd.DataFrame({"device": ["g0", "g1", "g2", "g3", "g4", "g5"],
+                           "temperature_c": [60.0, 85.0, 55.0, 70.0, 90.0, 65.0],
+                           "throttle_reasons": ["", "", "sw_thermal_slowdown", "", "", ""]})
+    assert most_interesting_devices(latest, 4) == ["g2", "g4", "g1", "g3"]
+    assert most_interesting_devices(latest.head(2), 4) == ["g1", "g0"]
