@@ -39,9 +39,13 @@ PANEL_POINTS = 120
 #: Merged into every spec: draw on a canvas (one element, not an SVG node per mark; Streamlit
 #: picks canvas by itself only past 2,000 points) and skip ARIA attributes per mark.
 _LIGHT: dict = {"usermeta": {"embedOptions": {"renderer": "canvas"}}, "config": {"aria": False}}
-#: Vega picks the tick format from the span (seconds for minutes, dates for days).
+#: 24-hour UTC ticks with seconds: Vega's own multi-format labels minute ticks "%I:%M", a
+#: 12-hour clock without AM/PM, so 22:15 read "10:15" under a window title saying 22:15; the
+#: seconds keep ticks distinct on a short "All" window of a two-minute lab run. A labelExpr,
+#: because an axis "format" was left unapplied in Streamlit 1.67's charts (seen in Chromium).
 _TIME = {"type": "temporal", "title": "UTC", "scale": {"type": "utc"},
-         "axis": {"labelOverlap": True}}
+         "axis": {"labelOverlap": True,
+                  "labelExpr": "utcFormat(datum.value, '%H:%M:%S')"}}
 _TOOLTIP_TIME = {"field": "t", "type": "temporal", "title": "time (UTC)",
                  "timeUnit": "utcyearmonthdatehoursminutesseconds"}
 

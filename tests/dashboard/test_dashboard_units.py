@@ -297,3 +297,33 @@ def test_gpu_page_draws_throttling_then_hottest_devices_first():
                            "throttle_reasons": ["", "", "sw_thermal_slowdown", "", "", ""]})
     assert most_interesting_devices(latest, 4) == ["g2", "g4", "g1", "g3"]
     assert most_interesting_devices(latest.head(2), 4) == ["g1", "g0"]
+
+
+def _time_axes(spec: object) -> list[dict]:
+    """Every temporal x encoding anywhere in a (layered, faceted, concatenated) spec."""
+    found: list[dict] = []
+    if isinstance(spec, dict):
+        x = spec.get("x")
+        if isinstance(x, dict) and x.get("type") == "temporal":
+            found.append(x)
+        for value in spec.values():
+            found += _time_axes(value)
+    elif isinstance(spec, list):
+        for value in spec:
+            found += _time_axes(value)
+    return found
+
+
+def test_time_axes_label_ticks_on_a_24_hour_utc_clock():
+    """Vega's default labels minute ticks "%I:%M" (10:15 for 22:15); every chart overrides it."""
+    df = pd.DataFrame({"ts": [1_700_000_000.0, 1_700_000_060.0], "v": [1.0, 2.0],
+                       "r": ["a", "a"]})
+    specs = [charts.line_spec(df, "v", "r", "t")[1],
+             charts.panels_spec(df, [("v", "V", "u", 1.0)], "r")[1],
+             charts.band_spec(pd.DataFrame({"window_start": [0.0], "p50": [0.1], "p95": [0.2],
+                                            "p99": [0.3]}), None, pd.DataFrame(), "t")[1]]
+    axes = [x for spec in specs for x in _time_axes(spec)]
+    assert len(axes) >= 3
+    for x in axes:
+        assert x["scale"] == {"type": "utc"}
+        assert "utcFormat(datum.value, '%H:%M:%S')" in x["axis"]["labelExpr"]
