@@ -13,7 +13,9 @@ count and is recorded as such: a silent source holds, and never scales in (kedac
 
 Predictive (:class:`PredictiveScaler`): additive Holt-Winters on the load (requests per second)
 forecasts the load one cold start (plus one sync period) ahead, so a replica ordered now is ready
-when the diurnal peak arrives; replicas = ``ceil(forecast / (capacity * high))``.
+when the diurnal peak arrives; replicas = ``ceil(forecast / (capacity * high))``. Scale-in waits
+until the forecast stays low for ``keep_leads`` leads: giving back a replica the next rise needs
+costs a cold start of SLO violation, keeping it a little longer costs replica-seconds.
 
 :class:`Autoscaler` combines them (``max`` of the two: the forecast only adds capacity ahead of
 need), ticks every ``sync_period_s`` and applies through :class:`~remediation.applier.Applier`,
@@ -52,6 +54,10 @@ class AutoscalerConfig(BaseModel):
     predictive: bool = False
     season_s: float = Field(600.0, gt=0, description="the diurnal period (compressed in labs)")
     bucket_s: float = Field(10.0, gt=0, description="forecast sample step")
+    keep_leads: float = Field(
+        2.0, ge=1, description="no scale-in while the forecast needs the replicas within this "
+        "many leads (cold start + sync): a replica let go now returns only a lead after it is "
+        "ordered, and a forecast learned from a saturated season can be late by a bucket or two")
     replica_capacity_rps: float | None = Field(None, gt=0,
                                                description="None: estimated from util and load")
     degrade_first: bool = Field(False, description="when a scale-out's cold start exceeds "
@@ -197,7 +203,10 @@ class PredictiveScaler:
     def recommend(self, lead_s: float) -> int | None:
         if self.model is None or not self.capacity_rps:
             return None
-        h = max(1, math.ceil(lead_s / self.config.bucket_s))
+        # forecast(1) is the bucket still filling (the model has seen up to the one before),
+        # so one more than lead/bucket: with ceil(lead/bucket) alone the horizon fell short of
+        # now + lead by up to a bucket, and a scale-in let go of capacity a rise needed
+        h = math.ceil(lead_s / self.config.bucket_s) + 1
         # the peak of the next h buckets, not only the h-th: the replica must be there through it
         peak = max(self.model.forecast(k) for k in range(1, h + 1))
         self.last_forecast = peak
@@ -272,13 +281,16 @@ class Autoscaler:
         current = state.model(self.model).replicas
         ready = state.model(self.model).healthy
         s = self.signals(now)
-        ahead = None
+        ahead = keep = None
         if self.predictive is not None:
             self.predictive.observe(now, ready, s)  # utilisation is over the ready ones
             cold = self.cold_start_s if self.cold_start_s is not None else state.cold_start_s
             lead = (cold if math.isfinite(cold) else 30.0) + self.config.sync_period_s
+            keep = self.predictive.recommend(self.config.keep_leads * lead)
             ahead = self.predictive.recommend(lead)
         desired = self.reactive.recommend(now, current, s, floor=ahead, ready=ready)
+        if ahead is not None and keep is not None and s.fresh and desired < current:
+            desired = min(current, max(desired, keep))  # no scale-in the forecast undoes soon
         why = "hold"
         if desired != current:
             why = ("predictive" if ahead is not None and desired == min(

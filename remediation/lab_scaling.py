@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -46,6 +46,10 @@ class ScenarioResult:
     errors_before_surge: int
     started: float
     ended: float
+    #: what the scaler decided when it changed its mind: (s since start, current, desired, why)
+    changes: list[tuple[float, int, int, str]] = field(default_factory=list)
+    #: replicas each second (the fleet's count, ready or not)
+    replicas_per_s: list[int] = field(default_factory=list)
 
 
 def load_history(store: Any, model: str, start: float, end: float, bucket_s: float
@@ -216,7 +220,10 @@ def run_scenario(lab: Any, db_path: Any, policy: str, config: AutoscalerConfig |
     return ScenarioResult(policy, violation, detect, (ups[0] - surge_t) if ups else None,
                           restore, len(applied), max(counts), counts[-1], reversals,
                           0.5 * sum(counts[1:]), summary.sent, summary.sent - summary.ok,
-                          before, start, end)
+                          before, start, end,
+                          [(round(d[0] - start, 1), d[1], d[2], d[3]) for d in
+                           (scaler.decisions if scaler is not None else []) if d[1] != d[2]],
+                          counts[1::2])
 
 
 def reset_fleet(lab: Any, n: int) -> None:

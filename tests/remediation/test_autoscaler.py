@@ -12,6 +12,7 @@ from remediation.audit import AuditLog
 from remediation.autoscaler import (
     Autoscaler,
     AutoscalerConfig,
+    PredictiveScaler,
     ReactiveScaler,
     Signals,
     hpa_defaults,
@@ -175,3 +176,40 @@ def test_backlog_growth_is_the_slope_of_pending_requests_summed_over_replicas():
                        "value": [0.0, 25.0, 50.0, 10.0, 60.0, 7.0]})
     assert backlog_growth_rps(df) == 25.0 + 25.0  # r2's single sample adds nothing
     assert backlog_growth_rps(df.iloc[:0]) is None
+
+
+def test_predictive_horizon_reaches_a_full_lead_past_now_even_late_in_a_bucket():
+    """forecast(1) is the bucket still filling: the horizon counts it, or a rise one lead away
+    is missed when ``now`` sits late in its bucket (and a scale-in lets go of needed capacity)."""
+    cfg = AutoscalerConfig(predictive=True, season_s=40, bucket_s=4, replica_capacity_rps=12,
+                           high=1.0)
+    day = [10.0] * 6 + [50.0] * 4  # buckets 0-5 quiet, 6-9 busy
+    p = PredictiveScaler(cfg)
+    p.seed(day + day)
+    for t in (400.5, 404.5, 408.5, 412.5, 415.9):  # buckets 0, 1, 2 closed; now late in 3
+        p.observe(t, 1, Signals(0.5, load_rps=10.0))
+    # now + lead = 424.1 falls in bucket 6, the first busy one: 50 / 12 -> five replicas by then
+    assert p.recommend(8.2) == 5
+    assert p.recommend(4.0) == 1  # 419.9: still bucket 4, quiet
+
+
+@pytest.mark.parametrize("keep_leads, expected", [(2.0, 5), (1.0, 2)])
+def test_no_scale_in_that_the_forecast_undoes_within_two_leads(clock, audit, keep_leads,
+                                                               expected):
+    """Quiet now, busy 1.5 leads from now: the reactive side and the one-lead forecast would
+    both give back three replicas that could not be back (a cold start) when the rise comes."""
+    t0 = 1_800_000_000.0  # a multiple of the 40 s season
+    cfg = AutoscalerConfig(predictive=True, season_s=40, bucket_s=4, replica_capacity_rps=10,
+                           sync_period_s=2, scale_down_stabilization_s=0, keep_leads=keep_leads)
+    fleet = SimulatedFleet(replicas_=5)
+    a = Autoscaler("synth", cfg, Applier(fleet, Guards(GuardConfig(cooldown_s=0), clock=clock),
+                                         audit, clock=clock),
+                   lambda now: Signals(0.1, load_rps=10.0), clock=clock, cold_start_s=10.0)
+    assert a.predictive is not None
+    day = [10.0] * 7 + [60.0] * 3  # the rise comes at 28 s
+    a.predictive.seed(day + day)
+    for t in (0.5, 4.5):  # buckets 0 and 1 seen, quiet as forecast
+        a.predictive.observe(t0 + t, 5, Signals(0.1, load_rps=10.0))
+    clock.t = t0 + 8.5  # lead 12 s reaches 20.5 s (quiet); two leads reach 32.5 s (busy)
+    a.tick()
+    assert fleet.replicas_ == expected
