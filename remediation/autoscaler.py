@@ -289,7 +289,7 @@ class Autoscaler:
             keep = self.predictive.recommend(self.config.keep_leads * lead)
             ahead = self.predictive.recommend(lead)
         desired = self.reactive.recommend(now, current, s, floor=ahead, ready=ready)
-        if ahead is not None and keep is not None and s.fresh and desired < current:
+        if keep is not None and s.fresh and desired < current:  # keep is None iff ahead is
             desired = min(current, max(desired, keep))  # no scale-in the forecast undoes soon
         why = "hold"
         if desired != current:

@@ -9,8 +9,6 @@ replica, not per model). Health comes from the router: healthy and not ejected.
 
 from __future__ import annotations
 
-import math
-from collections import deque
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
@@ -29,32 +27,9 @@ class LocalFleet:
 
     name = "local"
 
-    #: how many recent replica starts the cold start is taken over
-    COLD_STARTS_KEPT = 8
-
     def __init__(self, fleet: Fleet, admin: RouterAdmin) -> None:
         self.fleet = fleet
         self.admin = admin
-        self._cold_starts: deque[float] = deque(maxlen=self.COLD_STARTS_KEPT)
-        self._seen_starts: set[tuple[str, float]] = set()
-
-    def _cold_start_s(self) -> float:
-        """The slowest of the last few replica starts, including replicas since stopped.
-
-        Why not the current replicas' only: a cold start belongs to the deployment, not to the
-        survivors. After a scale-in the replicas left were often the first ones, started alone
-        on an idle host (~6 s here), while the ones scaled out under load took 10-13 s; reading
-        the survivors halved the predictive scaler's lead and it let go of capacity it could not
-        get back in time for the next rise.
-        """
-        for r in self.fleet.replicas:
-            key = (r.name, r.started_at)
-            if math.isfinite(r.cold_start_s) and key not in self._seen_starts:
-                self._seen_starts.add(key)
-                self._cold_starts.append(r.cold_start_s)
-        if len(self._seen_starts) > 4 * self.COLD_STARTS_KEPT:  # bounded: forget the oldest keys
-            self._seen_starts = {(r.name, r.started_at) for r in self.fleet.replicas}
-        return max(self._cold_starts) if self._cold_starts else float("nan")
 
     def _models(self) -> list[str]:
         return list(self.fleet.config.models)
@@ -139,5 +114,6 @@ class LocalFleet:
                                   healthy_replicas=healthy,
                                   lite_fraction=float(split.get(m, 0.0)))
                     for m in self._models()},
-            cold_start_s=self._cold_start_s(),
+            # the slowest of the recent starts, stopped replicas' included (Fleet says why)
+            cold_start_s=max(self.fleet.recent_cold_starts, default=float("nan")),
         )

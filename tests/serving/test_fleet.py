@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import time
 import urllib.error
 import urllib.request
@@ -13,7 +14,7 @@ import numpy as np
 import pytest
 import tritonclient.http as httpclient
 
-from serving.fleet import Fleet, FleetConfig, _group_alive
+from serving.fleet import Fleet, FleetConfig, Replica, _group_alive
 from serving.onnx_mlp import IN_FEATURES, reference_forward
 
 pytestmark = pytest.mark.slow
@@ -157,6 +158,8 @@ def test_scale_out_and_in_follows_membership_and_reaps_removed(tmp_path: Path) -
         fleet.scale(1)
         assert [r.name for r in fleet.replicas] == ["r0"]
         assert pgid is not None and not _group_alive(pgid)
+        # the removed replica's start still counts as a cold start of this deployment
+        assert list(fleet.recent_cold_starts) == [first.cold_start_s, newest.cold_start_s]
         assert fleet.is_ready(first)
         assert seen == [["r0"], ["r0", "r1"], ["r0"]]
         with pytest.raises(ValueError):
@@ -180,3 +183,21 @@ def test_replica_control_client_sets_reads_and_clears_faults(fleet: Fleet) -> No
         assert control.clear_faults()["jitter_ms"] == 0.0
     with pytest.raises(ReplicaControlError, match="unreachable"):
         ReplicaControl("http://127.0.0.1:9", timeout_s=1).faults()
+
+
+def test_fleet_keeps_only_the_recent_cold_starts(tmp_path: Path, monkeypatch) -> None:
+    """The first, slow start ages out after RECENT_COLD_STARTS newer ones (readiness stubbed:
+    what is measured here is the bookkeeping, not Triton)."""
+    fleet = Fleet(FleetConfig(models=["synth"]), tmp_path)
+    monkeypatch.setattr(fleet, "is_ready", lambda replica, timeout=1.0: True)
+    alive = subprocess.Popen(["sleep", "30"])
+    try:
+        for i in range(Fleet.RECENT_COLD_STARTS + 1):
+            took = 20.0 if i == 0 else 5.0
+            fleet._wait_ready(Replica(f"r{i}", 1, 2, 3, 4, process=alive,
+                                      started_at=time.monotonic() - took))
+        assert len(fleet.recent_cold_starts) == Fleet.RECENT_COLD_STARTS
+        assert 5.0 <= max(fleet.recent_cold_starts) < 6.0  # r0's 20 s start aged out
+    finally:
+        alive.kill()
+        alive.wait()
