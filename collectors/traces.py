@@ -70,6 +70,10 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_response(code)
         self.send_header("Content-Type", ctype)
         self.send_header("Content-Length", str(len(body)))
+        if self.close_connection:
+            # say so: a client that is not told reuses the connection and its next request
+            # meets a closed socket ("server disconnected", seen in CI after a 413)
+            self.send_header("Connection", "close")
         self.end_headers()
         self.wfile.write(body)
         self.server.receiver.metrics.otlp_requests.labels(str(code)).inc()

@@ -101,6 +101,15 @@ def test_malformed_bodies_get_4xx_and_are_counted(rx, metrics, body, ctype, reas
     assert post(rx, TRITON_JSON, JS).status_code == 200
 
 
+def test_a_refusal_that_closes_the_connection_says_so(rx) -> None:
+    """The body over the limit is not read, so the server closes; without ``Connection: close``
+    the client reused the socket and its next request failed ("server disconnected")."""
+    r = post(rx, b"x" * 70_000, JS)
+    assert r.status_code == 413 and r.headers.get("connection") == "close"
+    ok = post(rx, TRITON_JSON, JS)
+    assert ok.status_code == 200 and ok.headers.get("connection") != "close"  # keep-alive
+
+
 def test_gzip_bomb_refused(rx, metrics) -> None:
     bomb = gzip.compress(b"{" + b" " * 1_000_000 + b"}")
     r = post(rx, bomb, JS, **{"Content-Encoding": "gzip"})
