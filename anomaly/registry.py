@@ -3,7 +3,7 @@
 ``DETECTORS`` maps a name to a detector class; ``make_detector(name, **params)`` builds one and
 raises ``ValueError`` for an unknown name (listing the known ones) or a bad hyper-parameter.
 ``BEST_NAB`` is the detector with the best NAB standard score on the development split
-(``ensemble``: 72.01 standard; ``likelihood`` 62.37; see ``benchmarks/nab_scores.py``).
+(``ensemble``: 71.13 standard; ``likelihood`` 62.37; see ``benchmarks/nab_scores.py``).
 """
 
 from __future__ import annotations

@@ -15,8 +15,8 @@ tables, all on the standard profile unless named:
   (threshold swept over those five), and the held-out category's score with that setting against
   its score with the defaults (both at the threshold chosen without it).
 
-The corpus is 296,042 points and every setting is a full run (about 20-30 s for the ensemble on a
-shared machine), so the whole script takes 15-20 minutes; ``--quick`` keeps a few moves and a
+The corpus is 296,042 points and every setting is a full run (2-8 s for the ensemble on a quiet
+machine), so the whole script takes 3-4 minutes; ``--quick`` keeps a few moves and a
 2 x 2 grid. Run it under ``nice``, one at a time.
 """
 

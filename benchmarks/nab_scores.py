@@ -5,9 +5,10 @@ Usage: ``python benchmarks/nab_scores.py [--data DIR] [--windows FILE] [--detect
 (``../shared/datasets/nab``). ``--ablations`` adds the ensemble with each stream switched on or
 off and the refractory variants that were compared while choosing its defaults. ``--quick``
 scores only the ensemble and the likelihood detector. Run it under ``nice``: the corpus is
-296,042 points (about 10 s per fast detector, 20-60 s for the ensemble on a shared machine).
-``points/CPU s`` is through ``run_detector`` (a fresh detector's ``score_series`` per file: the
-kNNs batched), not through ``update`` (``detector_throughput.py`` measures that), and per second
+296,042 points (about 1 s per fast detector, 2-3 s for the ensemble, 8 s for its ``knn_step=1``
+variants, a few minutes for the whole table). ``points/CPU s`` is through ``run_detector`` (a
+fresh detector's ``score_series`` per file: ``update`` per point, on NAB's data; the seeded series
+of ``detector_throughput.py`` is the other measure), and per second
 of this process's CPU time (all its threads), which a busy shared machine disturbs less than the
 wall-clock ``seconds``. Robustness (per category, hyper-parameter spread, leave one category
 out): ``nab_robustness.py``.

@@ -35,7 +35,7 @@ def brute_raws(x: np.ndarray, *, length: int, history: int, k: int, step: int, m
             if m >= k and t + 1 > step * length + min_points:
                 cur = np.array(blocks[n - length :])
                 d = sorted(((np.array(blocks[e - length : e]) - cur) ** 2).sum() for e in range(n - length - m + 1, n - length + 1))
-                raw = math.sqrt(np.mean(d[:k])) / (sigma / math.sqrt(step) * math.sqrt(length))
+                raw = math.sqrt(np.mean(d[:k])) / (sigma * math.sqrt(length))
         out.append(raw)
     return np.array(out)
 
