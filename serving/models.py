@@ -24,6 +24,7 @@ import numpy as np
 
 from serving.faults import ModelFaultState
 from serving.onnx_mlp import IN_FEATURES, OUT_CLASSES, build_mlp_files
+from serving.spans import LiteSpan, SpanRecorder
 
 __all__ = [
     "CpuDevice",
@@ -136,23 +137,32 @@ class _Executor:
     def _start_spans(self, requests: list[Any], batch_size: int) -> list[Any]:
         if self.tracer is None:
             return []
-        from opentelemetry.trace import NonRecordingSpan, set_span_in_context
-
+        attributes = {
+            "warden.model": self.base_model,
+            "warden.variant": self.variant,
+            "warden.replica": self.replica,
+            "warden.batch_size": batch_size,
+        }
         spans = []
         for request in requests:
             # Only under a traced request: an untraced one (no span from PyTriton, or one that
             # does not record) would only give a non-recording span, at a cost per request.
             parent = getattr(request, "span", None)
-            if parent is None or not parent.get_span_context().trace_flags.sampled:
+            if parent is None:
                 continue
+            if isinstance(parent, LiteSpan) and isinstance(self.tracer, SpanRecorder):
+                if parent.sampled:  # the replica's lean path: no OTel context to build
+                    spans.append(self.tracer.start_span(
+                        "warden.model", parent=(parent.trace_id, parent.span_id),
+                        attributes=attributes))
+                continue
+            if not parent.get_span_context().trace_flags.sampled:
+                continue
+            from opentelemetry.trace import NonRecordingSpan, set_span_in_context
+
             ctx = set_span_in_context(NonRecordingSpan(parent.get_span_context()))
             span = self.tracer.start_span("warden.model", context=ctx)
-            span.set_attributes({
-                "warden.model": self.base_model,
-                "warden.variant": self.variant,
-                "warden.replica": self.replica,
-                "warden.batch_size": batch_size,
-            })
+            span.set_attributes(attributes)
             spans.append(span)
         return spans
 

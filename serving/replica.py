@@ -36,6 +36,8 @@ from pydantic import BaseModel, Field
 
 from serving.faults import ModelFaultState
 from serving.models import CpuDevice, Device, SynthCost, build_model_specs
+from serving.pytriton_spans import use_lean_stub_spans, use_recorder_for_proxy
+from serving.spans import SpanRecorder
 
 __all__ = ["BatchingConfig", "ReplicaConfig", "main"]
 
@@ -90,59 +92,20 @@ def _die_with_parent() -> None:
         pass
 
 
-# PyTriton's backend stub builds its own TracerProvider (default sampler: a span without a
-# parent is a sampled root). For a request Triton did not trace, the stub's span has no parent,
-# so it would start and export a root trace per request, orphaned from any chain. Parent-based
-# "always off" makes the stub, and the proxy and model spans under it, follow Triton's choice.
-# The stub is tritonserver's child, tritonserver this process's: they inherit the environment.
+# Where PyTriton's stub keeps the OpenTelemetry SDK (the lean patch failed there: see
+# serving.pytriton_spans), a span without a parent is a sampled root by default, so for a
+# request Triton did not trace the stub would start and export a root trace per request,
+# orphaned from any chain. Parent-based "always off" makes it follow Triton's choice. The stub
+# is tritonserver's child, tritonserver this process's: they inherit the environment.
 SAMPLER_ENV = {"OTEL_TRACES_SAMPLER": "parentbased_always_off"}
 
 
-def _proxy_spans_for_traced_requests_only() -> None:
-    """Make PyTriton's proxy start its ``proxy_inference_callable`` span only under a sampled
-    parent.
-
-    Why: for every request, traced or not, PyTriton's proxy starts a span from the context the
-    stub sent (extract, sampler, start, end: a non-recording span when the parent is not
-    sampled). With most requests untraced (the router's deep ratio) that bookkeeping was most
-    of what tracing still cost the replica (measured: +0.2 to 0.4 ms CPU per request). ``None``
-    is what PyTriton itself uses for "no span"; the model code then starts no span either.
-    """
-    import pytriton.proxy.data as data
-
-    original = data.start_span_from_remote
-    if getattr(original, "_warden_sampled_only", False):
-        return
-
-    def start_span_from_remote(span_dict: Any, name: str) -> Any:
-        parent = (span_dict or {}).get("traceparent", "") if isinstance(span_dict, dict) else ""
-        try:
-            sampled = bool(int(parent[-2:], 16) & 1) if len(parent) >= 55 else False
-        except ValueError:
-            sampled = False
-        return original(span_dict, name) if sampled else None
-
-    start_span_from_remote._warden_sampled_only = True  # type: ignore[attr-defined]
-    data.start_span_from_remote = start_span_from_remote
-
-
-def _make_tracer(config: ReplicaConfig) -> Any | None:
+def _make_tracer(config: ReplicaConfig) -> SpanRecorder | None:
+    """The replica's recorder for PyTriton's proxy span and the ``warden.model`` spans (the
+    lean one: see ``serving.pytriton_spans`` for what the SDK cost here)."""
     if not config.otlp_url or not config.model_spans:
         return None
-    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-    from opentelemetry.sdk.resources import Resource
-    from opentelemetry.sdk.trace import TracerProvider
-    from opentelemetry.sdk.trace.export import BatchSpanProcessor
-    from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ParentBased
-
-    provider = TracerProvider(
-        resource=Resource.create({"service.name": f"warden-replica-{config.name}"}),
-        sampler=ParentBased(root=ALWAYS_OFF),  # spans only under a traced request
-    )
-    provider.add_span_processor(BatchSpanProcessor(
-        OTLPSpanExporter(endpoint=config.otlp_url, timeout=2), schedule_delay_millis=200,
-    ))
-    return provider.get_tracer("warden.serving")
+    return SpanRecorder(config.otlp_url, f"warden-replica-{config.name}")
 
 
 def _triton_config(config: ReplicaConfig) -> Any:
@@ -274,8 +237,8 @@ def serve(config: ReplicaConfig, device: Device | None = None) -> None:
             os.environ.setdefault(key, value)
     tracer = _make_tracer(config)
     if tracer is not None:
-        set_telemetry_tracer(tracer)
-        _proxy_spans_for_traced_requests_only()
+        use_recorder_for_proxy(tracer)
+        use_lean_stub_spans()
     elif config.otlp_url:
         # Triton traces, the model code does not: PyTriton would otherwise build its own
         # proxy tracer from the trace config; a no-op one keeps the proxy side silent.

@@ -11,9 +11,10 @@ appends finished spans to a bounded list, and a background thread posts them eve
 one kept-alive connection. A span it cannot send is dropped and counted, never retried: the
 request path must not wait on telemetry.
 
-It duck-types the part of the OpenTelemetry ``Tracer``/``Span`` API that the load generator and
-the benchmarks use (``start_span(name, start_time=, attributes=)``, ``get_span_context()``,
-``set_attribute(s)``, ``set_status``, ``end``), so either can be passed where a tracer goes.
+It duck-types the part of the OpenTelemetry ``Tracer``/``Span`` API that the load generator, the
+benchmarks and PyTriton's proxy use (``start_span(name, context=, start_time=, attributes=)``,
+``get_span_context()``, ``span.context``, ``set_attribute(s)``, ``set_status``, ``end``), so
+either can be passed where a tracer goes.
 """
 
 from __future__ import annotations
@@ -22,19 +23,50 @@ import http.client
 import json
 import logging
 import random
+import re
 import threading
 import time
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
-from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, TraceFlags
+from opentelemetry.trace import (
+    SpanContext,
+    SpanKind,
+    Status,
+    StatusCode,
+    TraceFlags,
+    get_current_span,
+)
 
-__all__ = ["LiteSpan", "SpanRecorder"]
+__all__ = ["LiteSpan", "SpanRecorder", "parse_traceparent"]
 
 logger = logging.getLogger("warden.spans")
 _SAMPLED = TraceFlags(TraceFlags.SAMPLED)
 _UNSAMPLED = TraceFlags(TraceFlags.DEFAULT)
+
+
+_TRACEPARENT = re.compile(r"^([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(-.*)?$")
+
+
+def parse_traceparent(value: str | None) -> tuple[int, int, bool] | None:
+    """``(trace_id, span_id, sampled)`` from a W3C ``traceparent``, or ``None`` when invalid.
+
+    The checks of the spec (and of OpenTelemetry's propagator): lower-case hex, version ``ff``
+    invalid, version ``00`` with nothing after the flags, all-zero ids invalid.
+    """
+    if not value:
+        return None
+    m = _TRACEPARENT.match(value.strip())
+    if m is None:
+        return None
+    version, trace_hex, span_hex, flags, rest = m.groups()
+    if version == "ff" or (version == "00" and rest):
+        return None
+    trace_id, span_id = int(trace_hex, 16), int(span_hex, 16)
+    if not trace_id or not span_id:
+        return None
+    return trace_id, span_id, bool(int(flags, 16) & 1)
 
 
 def _value(v: Any) -> dict[str, Any]:
@@ -89,6 +121,11 @@ class LiteSpan:
     def get_span_context(self) -> SpanContext:
         return SpanContext(self.trace_id, self.span_id, is_remote=False,
                            trace_flags=_SAMPLED if self.sampled else _UNSAMPLED)
+
+    @property
+    def context(self) -> SpanContext:
+        """The SDK span's ``context`` attribute (PyTriton's batch decorator reads it)."""
+        return self.get_span_context()
 
     def is_recording(self) -> bool:
         return self.sampled and not self.end_ns
@@ -192,10 +229,17 @@ class SpanRecorder:
         """Start a span, child of ``parent`` (trace id, span id) or the root of a new trace
         (with ``trace_id`` when given: benchmarks pick ids to steer the router's choice).
 
-        ``context`` is accepted for signature compatibility with ``Tracer.start_span`` and
-        ignored: callers here pass ``parent`` explicitly.
+        Without ``parent``, an OpenTelemetry ``context`` is read as the SDK's tracer reads it:
+        its current span, when valid, is the parent, and an unsampled parent gives an
+        unsampled child (parent-based sampling). Callers here pass ``parent``, which costs
+        less; ``context`` is for code written against the OTel API (PyTriton's).
         """
         rng = self._rng
+        if parent is None and context is not None:
+            ctx = get_current_span(context).get_span_context()
+            if ctx.is_valid:
+                parent = (ctx.trace_id, ctx.span_id)
+                sampled = sampled and ctx.trace_flags.sampled
         if parent is not None:
             trace_id, parent_id = parent
         else:

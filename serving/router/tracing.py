@@ -19,7 +19,6 @@ it is made. An incoming ``traceparent`` whose sampled flag is off is honoured: n
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, MutableMapping
 from typing import TYPE_CHECKING, Any
 
@@ -27,7 +26,7 @@ from opentelemetry import trace
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode, Tracer, TracerProvider
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
-from serving.spans import LiteSpan, SpanRecorder
+from serving.spans import LiteSpan, SpanRecorder, parse_traceparent
 
 __all__ = [
     "DEEP_ATTRIBUTE",
@@ -133,29 +132,6 @@ def make_tracer_provider(exporter: object | None = None, *, otlp_endpoint: str |
         processor = BatchSpanProcessor(exporter) if batch else SimpleSpanProcessor(exporter)  # type: ignore[arg-type]
         provider.add_span_processor(processor)
     return provider
-
-
-_TRACEPARENT = re.compile(r"^([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(-.*)?$")
-
-
-def parse_traceparent(value: str | None) -> tuple[int, int, bool] | None:
-    """``(trace_id, span_id, sampled)`` from a W3C ``traceparent``, or ``None`` when invalid.
-
-    The checks of the spec (and of OpenTelemetry's propagator): lower-case hex, version ``ff``
-    invalid, version ``00`` with nothing after the flags, all-zero ids invalid.
-    """
-    if not value:
-        return None
-    m = _TRACEPARENT.match(value.strip())
-    if m is None:
-        return None
-    version, trace_hex, span_hex, flags, rest = m.groups()
-    if version == "ff" or (version == "00" and rest):
-        return None
-    trace_id, span_id = int(trace_hex, 16), int(span_hex, 16)
-    if not trace_id or not span_id:
-        return None
-    return trace_id, span_id, bool(int(flags, 16) & 1)
 
 
 class LiteRouterTracer:

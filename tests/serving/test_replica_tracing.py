@@ -38,7 +38,8 @@ def test_replica_traces_only_requests_with_a_context(tmp_path: Path) -> None:
         with lock:
             got.extend(spans)
 
-    receiver = OtlpReceiver(sink, metrics=WardenMetrics(CollectorRegistry()))
+    registry = CollectorRegistry()
+    receiver = OtlpReceiver(sink, metrics=WardenMetrics(registry))
     receiver.start()
     fleet = Fleet(FleetConfig(models=["synth"], otlp_url=receiver.url), tmp_path)
     try:
@@ -63,3 +64,9 @@ def test_replica_traces_only_requests_with_a_context(tmp_path: Path) -> None:
     assert {s.trace_id for s in got} == set(traces)  # nothing for the 10 untraced requests
     for tid in traces:
         assert {s.name for s in got if s.trace_id == tid} == DEEP_SPANS
+    # Triton's spans come as JSON; PyTriton's would be protobuf from the OTel SDK had the lean
+    # recorder (serving.pytriton_spans) not taken over in the stub and in the replica
+    assert registry.get_sample_value("warden_spans_received_total",
+                                     {"encoding": "protobuf"}) is None
+    assert registry.get_sample_value("warden_spans_received_total",
+                                     {"encoding": "json"}) == len(got)
