@@ -61,6 +61,12 @@ def _gunzip(body: bytes, limit: int) -> bytes:
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # The status line and headers, then the body, were two writes on an unbuffered socket: a
+    # JSON reply's 2-byte body waited for the client's delayed ACK under Nagle's algorithm,
+    # 40 ms per export (measured: 44 ms a POST; a protobuf reply, with an empty body, did not
+    # wait). Buffered, a reply is one write (``handle_one_request`` flushes); no Nagle besides.
+    wbufsize = 64 * 1024
+    disable_nagle_algorithm = True
     server: _Server
 
     def log_message(self, format: str, *args: object) -> None:  # noqa: A002

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import gzip
+import http.client
 import json
 import threading
+import time
 import urllib.request
 from pathlib import Path
 
@@ -99,6 +101,24 @@ def test_malformed_bodies_get_4xx_and_are_counted(rx, metrics, body, ctype, reas
     assert rx.test_sink.spans == []
     # and the server still works afterwards
     assert post(rx, TRITON_JSON, JS).status_code == 200
+
+
+def test_json_reply_is_not_held_back_by_nagle(rx) -> None:
+    """A kept-alive exporter (the lean recorder's ``http.client``, Triton's) waited 40 ms per
+    POST for a JSON reply sent as two writes (headers, then the 2-byte body) under Nagle's
+    algorithm and the client's delayed ACK."""
+    conn = http.client.HTTPConnection("127.0.0.1", rx.port, timeout=5)
+    took = []
+    try:
+        for _ in range(9):
+            started = time.perf_counter()
+            conn.request("POST", "/v1/traces", TRITON_JSON, {"Content-Type": JS})
+            resp = conn.getresponse()
+            assert resp.status == 200 and resp.read() == b"{}"
+            took.append(time.perf_counter() - started)
+    finally:
+        conn.close()
+    assert sorted(took)[4] < 0.02
 
 
 def test_a_refusal_that_closes_the_connection_says_so(rx) -> None:
