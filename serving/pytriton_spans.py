@@ -1,14 +1,15 @@
 """PyTriton's spans on the lean recorder: the proxy span in the replica, the stub's in the stub.
 
-A deep-traced request gets two spans from PyTriton besides Triton's own: ``python_backend_execute``
-in the Python-backend stub (a child of Triton's ``compute``) and ``proxy_inference_callable`` in
-the replica process (its child), under which the model code starts ``warden.model``. PyTriton
-makes them with the OpenTelemetry SDK: a ``TracerProvider`` with a ``BatchSpanProcessor`` and the
-protobuf exporter in each process, a propagator round trip (with baggage) per request to carry
-the context from the stub to the proxy. Measured here (``benchmarks/telemetry_overhead.py``,
-``full``), the replica spent 1.4 ms more CPU per request with every request traced deep, most of
-it in these SDK paths and their exporters (a ``requests`` POST every 200 ms per process); the
-same spans from :class:`~serving.spans.SpanRecorder` cost a fraction.
+A deep-traced request gets two spans from PyTriton besides Triton's own:
+``python_backend_execute`` in the Python-backend stub (a child of Triton's ``compute``) and
+``proxy_inference_callable`` in the replica process (its child), under which the model code
+starts ``warden.model``. PyTriton makes them with the OpenTelemetry SDK: a ``TracerProvider``
+with a ``BatchSpanProcessor`` and the protobuf exporter in each process, a propagator round trip
+(with baggage) per request to carry the context from the stub to the proxy. On the same
+recorder as the router's spans (:class:`~serving.spans.SpanRecorder`), the replica's CPU for
+a deep-traced request fell by about three quarters with a 4 ms model (+0.45 to +0.12 ms
+against a request the replica does not trace), and the stub's and replica process's share by
+half at 45 req/s (+0.57 to +0.25 ms); ``benchmarks/results/telemetry_overhead.txt``.
 
 Two entry points:
 
@@ -19,10 +20,10 @@ Two entry points:
   PyTriton's proxy modules from copies that PyTriton sends Triton with each model
   (``Model.get_proxy_model_files``), imported as ``<version>.telemetry``, in an interpreter
   started in isolated mode (it ignores ``PYTHONPATH``: seen with strace). So the one way in
-  that leaves the virtual environment alone is the copy itself: a few lines appended to ``telemetry.py``
-  call :func:`patch_stub_telemetry` on the module as it finishes executing, before ``data``
-  imports ``get_span_dict`` from it. The stub's ``TracableModel`` then records on a recorder
-  posting to the trace config's URL, and the context goes to the proxy as one
+  that leaves the virtual environment alone is the copy itself: a few lines appended to
+  ``telemetry.py`` call :func:`patch_stub_telemetry` on the module as it finishes executing,
+  before ``data`` imports ``get_span_dict`` from it. The stub's ``TracableModel`` then records
+  on a recorder posting to the trace config's URL, and the context goes to the proxy as one
   ``traceparent``. If the patch fails (``serving`` not importable there) the stub logs it and
   keeps PyTriton's SDK spans: slower, same spans.
 
