@@ -69,6 +69,8 @@ class PatternKnnDetector(StreamingDetector):
             )
         self.min_points = check_int("min_points", min_points, 0)
         self.alarm_distance = check_float("alarm_distance", alarm_distance, 0.0, open_low=True)
+        self._ones = np.ones(self.length)  # window sums by correlation
+        self._offsets = np.arange(self.length)  # a pattern's positions after its start
         self._reset()
 
     @property
@@ -84,8 +86,6 @@ class PatternKnnDetector(StreamingDetector):
         super()._reset()
         self.buf_ = np.zeros(2 * self._keep())  # block values; [:n_] are live
         self.n_ = 0
-        self.ones_ = np.ones(self.length)
-        self.offsets_ = np.arange(self.length)
         self.acc_ = 0.0  # sum of the values of the block being filled
         self.in_block_ = 0
         self.count_ = 0  # values seen, for the running mean / std (Welford)
@@ -145,10 +145,10 @@ class PatternKnnDetector(StreamingDetector):
         c0 = float(buf[n - 1])  # centre near the current values: no cancellation where it matters
         cur = buf[n - L : n] - c0
         past = buf[n - L - m - L + 1 : n - L] - c0  # m patterns, each `length` long, overlapping
-        approx = np.correlate(past * past, self.ones_, "valid") - 2.0 * np.correlate(past, cur, "valid")
+        approx = np.correlate(past * past, self._ones, "valid") - 2.0 * np.correlate(past, cur, "valid")
         c = k + _SPARE
         cand = np.argpartition(approx, c - 1)[:c] if m > c else np.arange(m)
-        diff = past[cand[:, None] + self.offsets_]  # (candidates, length)
+        diff = past[cand[:, None] + self._offsets]  # (candidates, length)
         diff -= cur
         diff *= diff
         exact = sorted(diff.sum(axis=1).tolist())  # a handful: Python sorts them faster than numpy

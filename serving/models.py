@@ -24,7 +24,7 @@ import numpy as np
 
 from serving.faults import ModelFaultState
 from serving.onnx_mlp import IN_FEATURES, OUT_CLASSES, build_mlp_files
-from serving.spans import LiteSpan, SpanRecorder
+from serving.spans import SpanRecorder
 
 __all__ = [
     "CpuDevice",
@@ -103,7 +103,7 @@ class _Executor:
         replica: str,
         device: Device,
         faults: ModelFaultState,
-        tracer: Any | None,
+        tracer: SpanRecorder | None,
     ) -> None:
         self.base_model, self.variant, self.replica = base_model, variant, replica
         self.device, self.faults, self.tracer = device, faults, tracer
@@ -150,20 +150,10 @@ class _Executor:
             parent = getattr(request, "span", None)
             if parent is None:
                 continue
-            if isinstance(parent, LiteSpan) and isinstance(self.tracer, SpanRecorder):
-                if parent.sampled:  # the replica's lean path: no OTel context to build
-                    spans.append(self.tracer.start_span(
-                        "warden.model", parent=(parent.trace_id, parent.span_id),
-                        attributes=attributes))
-                continue
-            if not parent.get_span_context().trace_flags.sampled:
-                continue
-            from opentelemetry.trace import NonRecordingSpan, set_span_in_context
-
-            ctx = set_span_in_context(NonRecordingSpan(parent.get_span_context()))
-            span = self.tracer.start_span("warden.model", context=ctx)
-            span.set_attributes(attributes)
-            spans.append(span)
+            ctx = parent.get_span_context()  # PyTriton's proxy span: a LiteSpan, or the SDK's
+            if ctx.trace_flags.sampled:
+                spans.append(self.tracer.start_span(
+                    "warden.model", parent=(ctx.trace_id, ctx.span_id), attributes=attributes))
         return spans
 
 
@@ -204,7 +194,7 @@ def build_model_specs(
     model_dir: Path,
     device: Device,
     faults: ModelFaultState,
-    tracer: Any | None,
+    tracer: SpanRecorder | None,
     synth_cost: SynthCost = SynthCost(),
     onnx_threads: int = 1,
 ) -> list[ModelSpec]:

@@ -13,8 +13,6 @@ import importlib
 import json
 import secrets
 import sys
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
@@ -22,13 +20,11 @@ from typing import Any
 
 import numpy as np
 import pytest
+from otlp_sink import Received
 from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags, set_span_in_context
-from prometheus_client import CollectorRegistry
 
 import pytriton.proxy.data as data_module
 import pytriton.proxy.telemetry as pytriton_telemetry
-from collectors.self_metrics import WardenMetrics
-from collectors.traces import OtlpReceiver
 from serving.faults import ModelFaultState
 from serving.models import CpuDevice, build_model_specs
 from serving.pytriton_spans import (
@@ -37,36 +33,10 @@ from serving.pytriton_spans import (
     use_recorder_for_proxy,
 )
 from serving.spans import LiteSpan, SpanRecorder
-from warden.records import Span
 
 TRACE_CONFIG = ["mode=opentelemetry", "rate=0", "level=TIMESTAMPS",
                 "opentelemetry,url=URL", "opentelemetry,resource=service.name=triton-r7",
                 "opentelemetry,bsp_schedule_delay=200"]
-
-
-class Received:
-    def __init__(self) -> None:
-        self.spans: list[Span] = []
-        self._lock = threading.Lock()
-        self.receiver = OtlpReceiver(self._sink, metrics=WardenMetrics(CollectorRegistry()))
-        self.receiver.start()
-
-    def _sink(self, spans: list[Span]) -> None:
-        with self._lock:
-            self.spans.extend(spans)
-
-    def wait_for(self, n: int, timeout: float = 5.0) -> list[Span]:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and len(self.spans) < n:
-            time.sleep(0.02)
-        return list(self.spans)
-
-
-@pytest.fixture()
-def received() -> Iterator[Received]:
-    r = Received()
-    yield r
-    r.receiver.stop()
 
 
 @pytest.fixture()

@@ -4,53 +4,20 @@ parent-based choices, over real HTTP (router, echo upstream, the collectors' OTL
 from __future__ import annotations
 
 import secrets
-import threading
-import time
 from collections.abc import Iterator
 
 import httpx
 import pytest
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from prometheus_client import CollectorRegistry
+from otlp_sink import Received
 from router_helpers import INFER_BODY, start_router
 
 from collectors.chains import keep_by_trace_id
-from collectors.self_metrics import WardenMetrics
-from collectors.traces import OtlpReceiver
-from serving.router.tracing import goes_deep, make_tracer_provider, parse_traceparent
+from serving.router.tracing import goes_deep, make_tracer_provider
+from serving.spans import SpanRecorder, parse_traceparent
 from serving.router.upstream import EchoUpstream
-from serving.spans import SpanRecorder
-from warden.records import Span
 
 PARENT_ID = "00f067aa0ba902b7"
-
-
-class Received:
-    """A real OTLP receiver on loopback collecting what it decodes."""
-
-    def __init__(self) -> None:
-        self.spans: list[Span] = []
-        self._lock = threading.Lock()
-        self.receiver = OtlpReceiver(self._sink, metrics=WardenMetrics(CollectorRegistry()))
-        self.receiver.start()
-
-    def _sink(self, spans: list[Span]) -> None:
-        with self._lock:
-            self.spans.extend(spans)
-
-    def wait_for(self, n: int, timeout_s: float = 5.0) -> list[Span]:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline and len(self.spans) < n:
-            time.sleep(0.02)
-        with self._lock:
-            return list(self.spans)
-
-
-@pytest.fixture
-def received() -> Iterator[Received]:
-    r = Received()
-    yield r
-    r.receiver.stop()
 
 
 @pytest.fixture
