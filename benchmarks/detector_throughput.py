@@ -14,12 +14,14 @@ import os
 import statistics
 import sys
 import time
+import timeit
 import warnings
 
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from anomaly.pattern_knn import PatternKnnDetector  # noqa: E402
 from anomaly.registry import DETECTORS, UNIVARIATE, make_detector  # noqa: E402
 
 TARGET = 100_000
@@ -86,7 +88,23 @@ def main(argv: list[str] | None = None) -> int:
             warnings.simplefilter("ignore")
             rate, done = measure(name, ts, vals, args.repeats, args.budget, params)
         print(f"{label:<18}{rate:>14,.0f}{done:>9}{'(variant)':>12}")
+    print_knn_search_times(vals, args.repeats)
     return 0
+
+
+def print_knn_search_times(vals: list[float], repeats: int) -> None:
+    """One kNN search (``PatternKnnDetector.distance``) over a full history, in microseconds.
+
+    The ensemble searches its block patterns once per block and its point patterns only where
+    the views reach the alarm, so its rate above depends on these and on how often each runs.
+    """
+    for label, step in (("block (step 4)", 4), ("point (step 1)", 1)):
+        det = PatternKnnDetector(step=step)
+        for t, v in enumerate(vals[:5000]):
+            det.update(float(t), v)
+        n = 2000
+        us = statistics.median(timeit.timeit(det.distance, number=n) / n * 1e6 for _ in range(repeats))
+        print(f"kNN search, {label}: {det.patterns} past patterns, {us:.1f} us (median of {repeats} x {n})")
 
 
 if __name__ == "__main__":

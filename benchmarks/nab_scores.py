@@ -10,7 +10,7 @@ variants, a few minutes for the whole table). ``points/CPU s`` is through ``run_
 fresh detector's ``score_series`` per file: ``update`` per point, on NAB's data; the seeded series
 of ``detector_throughput.py`` is the other measure), and per second
 of this process's CPU time (all its threads), which a busy shared machine disturbs less than the
-wall-clock ``seconds``. Robustness (per category, hyper-parameter spread, leave one category
+wall-clock ``seconds``. ``thresholds``: the score each profile's sweep settled on. Robustness (per category, hyper-parameter spread, leave one category
 out): ``nab_robustness.py``.
 """
 
@@ -78,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"{'detector':<{width}}"
         + "".join(f"{p:>20}" for p in PROFILES)
-        + f"{'seconds':>9}{'CPU s':>8}{'points/CPU s':>14}"
+        + f"{'seconds':>9}{'CPU s':>8}{'points/CPU s':>14}  thresholds (std/lowFP/lowFN)"
     )
     for label, make in runs:
         t0, c0 = time.perf_counter(), time.process_time()
@@ -89,7 +89,8 @@ def main(argv: list[str] | None = None) -> int:
         prepared = [prepare_file(f.name, f.timestamps, scores[f.name], f.windows) for f in files]
         result = score_all_profiles(prepared)
         cells = "".join(f"{result[p].normalized:>20.2f}" for p in PROFILES)
-        print(f"{label:<{width}}{cells}{elapsed:>9.1f}{cpu:>8.1f}{n_points / cpu:>14,.0f}", flush=True)
+        thresholds = "/".join(f"{result[p].threshold:.3f}" for p in PROFILES)
+        print(f"{label:<{width}}{cells}{elapsed:>9.1f}{cpu:>8.1f}{n_points / cpu:>14,.0f}  {thresholds}", flush=True)
     return 0
 
 
