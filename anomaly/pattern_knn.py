@@ -22,10 +22,10 @@ search only when it needs the answer.
 
 Cost: one search per block: dot products of the current pattern with every past one in one
 ``np.correlate`` call, the best few candidates re-measured exactly (so near-ties and flat series
-stay exact), about 10-15 µs over ~500 patterns, 25-45 µs over ~2,000. The history is a flat array
-of block values, compacted now and then, so a value costs an append, not a pattern copy. At the
+stay exact), about 11 µs over 492 patterns, 16 µs over 1,992. The history is a flat array of
+block values, compacted now and then, so a value costs an append, not a pattern copy. At the
 defaults (``step`` 4, history 2,000 points: 492 patterns) that is a few µs per point.
-``benchmarks/detector_throughput.py`` measures it.
+``benchmarks/detector_throughput.py`` times a search and measures the rate.
 """
 
 from __future__ import annotations
