@@ -21,6 +21,14 @@ Stages (seconds), per the contract in HELPERS_COMMON.md::
     compute_output  COMPUTE_OUTPUT_START .. COMPUTE_END
     model_code      warden.model duration (inside compute_infer)
 
+Triton stamps its last events (COMPUTE_END, HTTP_SEND_END) after the reply is on the wire, so on
+a busy host its spans can end after the router already has the reply. Time past the parent's
+end is not on the request's path: the InferRequest counts for at most the router's duration and
+the Triton stages are trimmed from the last one back to fit in it, so the server-side stages
+always add up to the router's span. (Seen: under CPU contention an InferRequest ended after
+its router span; before this fit, one CI run found server stages 0.58 ms longer than the
+client's own span.)
+
 Every slow (``latency_s > slow_threshold_s``) or failed chain is kept whole (its spans go to the
 store); the rest are sampled by trace id, deterministically, so every process that sees a trace
 makes the same choice.
@@ -112,6 +120,20 @@ def _first(spans: Iterable[Span], pred: Callable[[Span], bool]) -> Span | None:
     return max(found, key=lambda s: s.start_ns) if found else None
 
 
+def _fit_from_the_end(durations: list[float], budget: float) -> list[float]:
+    """Trim ``durations`` (consecutive stages) from the last one back until they sum to at most
+    ``budget``: time stamped after the parent span ended is the tail of the sequence."""
+    excess = sum(durations) - budget
+    fitted = list(durations)
+    for i in reversed(range(len(fitted))):
+        if excess <= 0:
+            break
+        cut = min(fitted[i], excess)
+        fitted[i] -= cut
+        excess -= cut
+    return fitted
+
+
 def build_chain(trace_id: str, spans: list[Span]) -> RequestChain:
     """Compute one chain from whatever spans of the trace are present."""
     by_id = {s.span_id: s for s in spans}
@@ -133,24 +155,33 @@ def build_chain(trace_id: str, spans: list[Span]) -> RequestChain:
     def span_between(a: int | None, b: int | None) -> float | None:
         return max(0.0, (b - a) / 1e9) if a is not None and b is not None else None
 
-    for stage, value in (
-        (Stage.QUEUE, span_between(q.get("QUEUE_START"), c.get("COMPUTE_START"))),
-        (Stage.COMPUTE_INPUT, span_between(c.get("COMPUTE_START"), c.get("COMPUTE_INPUT_END"))),
-        (Stage.COMPUTE_INFER,
-         span_between(c.get("COMPUTE_INPUT_END"), c.get("COMPUTE_OUTPUT_START"))),
-        (Stage.COMPUTE_OUTPUT, span_between(c.get("COMPUTE_OUTPUT_START"), c.get("COMPUTE_END"))),
-    ):
-        if value is not None:
-            stages[stage.value] = value
+    measured = {  # Triton's own stages, each between two of its events
+        Stage.QUEUE: span_between(q.get("QUEUE_START"), c.get("COMPUTE_START")),
+        Stage.COMPUTE_INPUT: span_between(c.get("COMPUTE_START"), c.get("COMPUTE_INPUT_END")),
+        Stage.COMPUTE_INFER:
+            span_between(c.get("COMPUTE_INPUT_END"), c.get("COMPUTE_OUTPUT_START")),
+        Stage.COMPUTE_OUTPUT: span_between(c.get("COMPUTE_OUTPUT_START"), c.get("COMPUTE_END")),
+    }
+    inner = {s: d for s, d in measured.items() if d is not None}
+    parent = router if router is not None and infer is not None \
+        and infer.parent_span_id == router.span_id else None
     if infer is not None:
-        inner = span_between(q.get("QUEUE_START"), c.get("COMPUTE_END"))
-        stages[Stage.TRITON_HTTP.value] = max(0.0, infer.duration_s - (inner or 0.0))
-    if router is not None and infer is not None and infer.parent_span_id == router.span_id:
-        # Without its InferRequest child (a request the router did not send deep, or Triton's
-        # spans lost) the router span holds the replica's time too: no router stage then.
-        stages[Stage.ROUTER.value] = max(0.0, router.duration_s - infer.duration_s)
+        # Triton's spans may outlast the router's (see the module docstring): fit them in it.
+        on_path = min(infer.duration_s, parent.duration_s) if parent else infer.duration_s
+        inner = dict(zip(inner, _fit_from_the_end(list(inner.values()), on_path)))
+        stages[Stage.TRITON_HTTP.value] = on_path - sum(inner.values())
+        if parent is not None:
+            # Without its InferRequest child (a request the router did not send deep, or
+            # Triton's spans lost) the router span holds the replica's time too: no router
+            # stage then.
+            stages[Stage.ROUTER.value] = parent.duration_s - on_path
+    stages.update({s.value: d for s, d in inner.items()})
     if model is not None:
         stages[Stage.MODEL_CODE.value] = model.duration_s
+        infer_s = inner.get(Stage.COMPUTE_INFER)
+        if infer_s is not None and infer_s < (measured[Stage.COMPUTE_INFER] or 0.0):
+            # compute_infer was trimmed; the model's code runs inside it, so it fits in it too
+            stages[Stage.MODEL_CODE.value] = min(model.duration_s, infer_s)
 
     roots = [s for s in spans if not s.parent_span_id or s.parent_span_id not in by_id]
     outer = client or router or infer or (min(roots, key=lambda s: s.start_ns) if roots else spans[0])

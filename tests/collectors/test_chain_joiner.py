@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from pathlib import Path
 
@@ -209,3 +210,35 @@ def test_shallow_trace_is_emitted_without_waiting_for_replica_spans() -> None:
     assert j.poll() == []
     clock.t += 2.0
     assert len(j.poll()) == 2
+
+
+def _stretched(span: Span, by_ns: int, events: tuple[str, ...] = ()) -> Span:
+    """``span`` ending ``by_ns`` later, with the named events stamped that much later too."""
+    return dataclasses.replace(
+        span, end_ns=span.end_ns + by_ns,
+        events=tuple((n, t + by_ns if n in events else t) for n, t in span.events))
+
+
+@pytest.mark.parametrize("late_ms", [0.3, 2.0, 50.0])
+def test_triton_spans_that_outlast_the_router_are_fitted_into_it(late_ms: float) -> None:
+    """On a busy host Triton stamps COMPUTE_END and HTTP_SEND_END after the router already has
+    the reply: that tail is not on the request's path, so the server-side stages still add up
+    to the router's span and none goes negative, however late the stamps are."""
+    spans = [s for s in real_spans() if s.trace_id == real_spans()[0].trace_id]
+    router = next(s for s in spans if s.name == "warden.router")
+    late = int(late_ms * 1e6) + max(s.end_ns for s in spans) - router.end_ns
+    stretched = [_stretched(s, late) if s.name == "InferRequest"
+                 else _stretched(s, late, ("COMPUTE_END",)) if s.name == "compute"
+                 else _stretched(s, late) if s.name in ("mlp", "python_backend_execute") else s
+                 for s in spans]
+    on_time = build_chain(router.trace_id, spans).stages
+    fitted = build_chain(router.trace_id, stretched).stages
+    server = ("router", "triton_http", "queue", "compute_input", "compute_infer",
+              "compute_output")
+    assert sum(fitted[s] for s in server) == pytest.approx(router.duration_s, abs=1e-9)
+    assert sum(on_time[s] for s in server) == pytest.approx(router.duration_s, abs=1e-9)
+    assert all(fitted[s] >= 0 for s in server)
+    assert fitted["router"] == 0.0  # the InferRequest fills the router's whole span
+    assert fitted["queue"] == on_time["queue"]  # trimmed from the end, not the start
+    assert fitted["model_code"] <= fitted["compute_infer"]
+    assert sum(fitted[s] for s in server) <= fitted["client"]
