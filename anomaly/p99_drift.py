@@ -7,8 +7,12 @@ such a sustained change at a given false-alarm rate (Page, 1954). One spike adds
 drains by ``log((1-p1)/(1-p0))`` per normal point, so a lone spike never fires while three or
 four exceedances in a row do.
 
-Per point (O(1)): ``e = x > baseline.high(ts)``; ``S = max(0, S + (log(p1/p0) if e else
-log((1-p1)/(1-p0))))``; score ``= S / (S + h)`` (0.5 exactly at the alarm level ``h``). The windowed
+Per point (O(1)): ``e = x > baseline.high(ts)``; ``S = min(cap * h, max(0, S + (log(p1/p0) if
+e else log((1-p1)/(1-p0)))))``; score ``= S / (S + h)`` (0.5 exactly at the alarm level ``h``).
+The cap bounds how long the score outlives the drift: uncapped, ten minutes of slow requests at
+20 per second would leave ``S`` near 36,000, which drains by 0.21 per normal point: the alarm
+would hold for two hours after the replica recovered. At ``cap`` 3 it drains below the alarm within
+``2h / 0.21`` normal points (143 at ``h`` 15). The windowed
 P99 (a fast stochastic-approximation quantile) is kept as the observed value to report. The
 baseline (:class:`anomaly.baseline.SeasonalBaseline`) learns points scored below ``gate`` at full
 rate and flagged ones at ``flagged_weight`` of it, so an incident stays out of it while a lasting
@@ -45,6 +49,7 @@ class P99DriftDetector(StreamingDetector):
         gate: float = 0.3,
         flagged_weight: float = 0.05,
         window_rate: float = 0.05,
+        cap: float = 3.0,
     ) -> None:
         super().__init__()
         if season not in SEASONS:
@@ -60,6 +65,7 @@ class P99DriftDetector(StreamingDetector):
         self.gate = check_float("gate", gate, 0.0, 1.0)
         self.flagged_weight = check_float("flagged_weight", flagged_weight, 0.0, 1.0)
         self.window_rate = check_float("window_rate", window_rate, 0.0, 1.0, open_low=True)
+        self.cap = check_float("cap", cap, 1.0)
         self._reset()
 
     def _reset(self) -> None:
@@ -94,6 +100,8 @@ class P99DriftDetector(StreamingDetector):
         s = self.cusum_ + (self.up_ if x > base[2] else self.down_)
         if s < 0.0:
             s = 0.0
+        elif s > self.cap * self.h:
+            s = self.cap * self.h
         self.cusum_ = s
         score = s / (s + self.h)
         self.baseline_.observe(ts, x, 1.0 if score < self.gate else self.flagged_weight)

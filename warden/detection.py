@@ -22,7 +22,12 @@ when seeded from the first second, at once when seeded after it).
 
 A replica alerts only when it also stands out from its peers (same model, other replicas): when
 the whole host or model slows down, every replica drifts from its own baseline together, and a
-per-replica page would point at the wrong place once per replica.
+per-replica page would point at the wrong place once per replica. And a P99 drift alarm holds
+only while the replica's recent P99 (its last 50 requests) is above its baseline's: the drift
+statistic outlives the drift by a few hundred requests, and kept what it gathered while its
+peers were as slow. (Seen in a CI run: a replica's score, built up during a model-wide overload,
+fired the moment the overload ended, with its own P99 at 36 ms against a 48 ms baseline, and a
+runbook rerouted around a healthy replica.)
 
 Scores go to the rules (:mod:`anomaly.rules`); ``Anomaly`` records are written while a score is
 over its threshold, and alert transitions go to the ``alerts`` table and to ``alert_sinks``
@@ -190,6 +195,11 @@ class DetectionHook:
                         # moved, not this replica; a per-replica alert would point at the
                         # wrong place and page once per replica.
                         score = min(score, 0.0)
+                if name in TAIL_DETECTORS and not _tail_above_baseline(evidence):
+                    # The drift statistic drains over a few hundred normal points, and keeps
+                    # what it gathered while the peer gate held it back: a replica whose recent
+                    # P99 is under its baseline's is not drifting now, whatever the score says.
+                    score = min(score, 0.0)
                 if score >= self.thresholds.get(name, 1.1):
                     anomalies.append(Anomaly(
                         ts=now, detector=name, series="request_latency_seconds",
@@ -304,7 +314,14 @@ class DetectionHook:
 
 
 PEER_WINDOW = 60
+TAIL_DETECTORS = frozenset({"p99_drift"})  # alarms that claim the tail is above its baseline
 PEER_FRESH_S = 30.0  # a peer that got no traffic lately (drained, rerouted) is no reference
+
+
+def _tail_above_baseline(evidence: dict[str, Any]) -> bool:
+    """Whether the recent window's P99 is over the baseline's (true when either is unknown)."""
+    observed, baseline = evidence.get("observed_p99_s"), evidence.get("baseline_p99_s")
+    return observed is None or baseline is None or observed > baseline
 
 
 def _recent(ks: _KeyState, since: float) -> list[float]:

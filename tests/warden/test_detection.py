@@ -113,3 +113,47 @@ def test_a_cold_start_is_not_learned_as_the_normal_tail(tmp_path: Path) -> None:
     assert _fault_to_alert_s(tmp_path, warmup_s=0.0) is None
     took = _fault_to_alert_s(tmp_path, warmup_s=5.0)
     assert took is not None and took <= 6.0
+
+
+def _drift_alerts(hook: DetectionHook, replica: str) -> list[dict]:
+    return [a for a in hook.alerts() if a["alertname"] == "ReplicaP99Drift"
+            and json_label(a, "replica") == replica]
+
+
+def test_a_healthy_replica_is_not_paged_for_drift_its_peers_shared(tmp_path: Path) -> None:
+    """The whole model slows down for a minute (the peer gate holds both replicas back), then
+    r0 is drained and r1 is healthy again: with no fresh peer left, r1's drift statistic, still
+    full of the slowdown, must not page for a replica whose P99 is back under its baseline."""
+    rng = np.random.default_rng(4)
+    store = Store(tmp_path / "w.db")
+    t0 = 1_800_000_000.0
+    hook = DetectionHook(store)
+    for sec in range(1, 121):
+        scale = 2.5 if 61 <= sec <= 120 else 1.0
+        for r in ("r0", "r1"):
+            store.write_chains(chains(rng, t0 + sec - 1, 1, 20, r, scale=scale))
+        hook(t0 + sec)
+    assert _drift_alerts(hook, "r0") == _drift_alerts(hook, "r1") == []  # model-wide
+    assert hook.keys[("synth", "r1")].detectors["p99_drift"].last_score_ > 0.5
+    for sec in range(121, 181):  # r0 drained, r1 serves everything at its normal latency
+        store.write_chains(chains(rng, t0 + sec - 1, 1, 40, "r1"))
+        hook(t0 + sec)
+    assert _drift_alerts(hook, "r1") == []
+
+
+def test_a_drift_alert_resolves_soon_after_a_long_incident(tmp_path: Path) -> None:
+    """Two minutes slow, then healthy: the alert fires and resolves within ~25 s of recovery
+    (the recent P99 falls under the baseline's, then the rule's 10 s clear time), not after the
+    hours an uncapped drift statistic would take to drain."""
+    rng = np.random.default_rng(5)
+    store = Store(tmp_path / "w.db")
+    t0 = 1_800_000_000.0
+    hook = DetectionHook(store)
+    recovered = t0 + 180
+    for sec in range(1, 241):
+        scale = 2.0 if 61 <= sec <= 180 else 1.0
+        store.write_chains(chains(rng, t0 + sec - 1, 1, 20, "r0", scale=scale))
+        hook(t0 + sec)
+    alerts = _drift_alerts(hook, "r0")
+    assert [a["status"] for a in alerts] == ["firing", "resolved"], alerts
+    assert alerts[1]["ts"] - recovered <= 25, alerts[1]["ts"] - recovered
