@@ -25,9 +25,9 @@ the whole host or model slows down, every replica drifts from its own baseline t
 per-replica page would point at the wrong place once per replica. And a P99 drift alarm holds
 only while the replica's recent P99 (its last 50 requests) is above its baseline's: the drift
 statistic outlives the drift by a few hundred requests, and kept what it gathered while its
-peers were as slow. (Seen in a CI run: a replica's score, built up during a model-wide overload,
-fired the moment the overload ended, with its own P99 at 36 ms against a 48 ms baseline, and a
-runbook rerouted around a healthy replica.)
+peers were as slow. (Seen twice in the chaos suite: a replica's score, built up during the
+experiment before, fired after it ended, with its own P99 at 36 ms against a 44-48 ms baseline,
+and a runbook rerouted around a healthy replica.)
 
 Scores go to the rules (:mod:`anomaly.rules`); ``Anomaly`` records are written while a score is
 over its threshold, and alert transitions go to the ``alerts`` table and to ``alert_sinks``
