@@ -9,10 +9,10 @@ four exceedances in a row do.
 
 Per point (O(1)): ``e = x > baseline.high(ts)``; ``S = min(cap * h, max(0, S + (log(p1/p0) if
 e else log((1-p1)/(1-p0)))))``; score ``= S / (S + h)`` (0.5 exactly at the alarm level ``h``).
-The cap bounds how long the score outlives the drift: uncapped, ten minutes of slow requests at
-20 per second would leave ``S`` near 36,000, which drains by 0.21 per normal point: the alarm
-would hold for two hours after the replica recovered. At ``cap`` 3 it drains below the alarm within
-``2h / 0.21`` normal points (143 at ``h`` 15). The windowed
+The cap bounds how long the score outlives the drift: each exceedance adds 3.0 and each normal
+point drains 0.21, so uncapped, every slow request kept the alarm up for 14 more normal ones,
+however long the incident (until the baseline accepted the slow regime). At ``cap`` 3 the score
+falls below the alarm within ``2h / 0.213`` normal points of any drift (141 at ``h`` 15). The windowed
 P99 (a fast stochastic-approximation quantile) is kept as the observed value to report. The
 baseline (:class:`anomaly.baseline.SeasonalBaseline`) learns points scored below ``gate`` at full
 rate and flagged ones at ``flagged_weight`` of it, so an incident stays out of it while a lasting

@@ -24,7 +24,7 @@ A replica alerts only when it also stands out from its peers (same model, other 
 the whole host or model slows down, every replica drifts from its own baseline together, and a
 per-replica page would point at the wrong place once per replica. And a P99 drift alarm holds
 only while the replica's recent P99 (its last 50 requests) is above its baseline's: the drift
-statistic outlives the drift by a few hundred requests, and kept what it gathered while its
+statistic outlives the drift by up to ~140 requests, and keeps what it gathered while its
 peers were as slow. (Seen twice in the chaos suite: a replica's score, built up during the
 experiment before, fired after it ended, with its own P99 at 36 ms against a 44-48 ms baseline,
 and a runbook rerouted around a healthy replica.)
@@ -196,10 +196,7 @@ class DetectionHook:
                         # wrong place and page once per replica.
                         score = min(score, 0.0)
                 if name in TAIL_DETECTORS and not _tail_above_baseline(evidence):
-                    # The drift statistic drains over a few hundred normal points, and keeps
-                    # what it gathered while the peer gate held it back: a replica whose recent
-                    # P99 is under its baseline's is not drifting now, whatever the score says.
-                    score = min(score, 0.0)
+                    score = min(score, 0.0)  # a stale drift statistic (see the module doc)
                 if score >= self.thresholds.get(name, 1.1):
                     anomalies.append(Anomaly(
                         ts=now, detector=name, series="request_latency_seconds",

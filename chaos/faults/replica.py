@@ -20,8 +20,9 @@ from chaos.errors import ActivityFailed
 from chaos.faults.base import Fault
 from chaos.target import Target
 
-__all__ = ["HangReplica", "KillReplica", "ReplicaDiedOnResume"]
+__all__ = ["DIED_ON_RESUME", "HangReplica", "KillReplica", "ReplicaDiedOnResume"]
 
+DIED_ON_RESUME = "died when resumed"  # in the revert's message, hence the journal's reason
 RESUME_WATCH_S = 4.0  # the abort came 0.8 s after SIGCONT; the replica process exits after it
 
 
@@ -67,7 +68,7 @@ class HangReplica(Fault):
             if not self.target.is_running(self.replica):
                 self.target.restart(self.replica)
                 raise ReplicaDiedOnResume(
-                    f"{self.replica} died when resumed (SIGCONT); restarted it")
+                    f"{self.replica} {DIED_ON_RESUME} (SIGCONT); restarted it")
             time.sleep(0.2)
 
     def describe(self) -> str:

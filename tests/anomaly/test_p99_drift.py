@@ -28,7 +28,7 @@ def test_after_any_length_of_drift_the_alarm_ends_within_a_bounded_number_of_poi
         det.update(t, 1.0)
         t += 1.0
     assert det.last_score_ == pytest.approx(det.cap / (det.cap + 1))  # held at the cap
-    bound = math.ceil((det.cap - 1) * det.h / -det.down_)  # 2h / 0.21 = 142 at h 15
+    bound = math.ceil((det.cap - 1) * det.h / -det.down_)  # 2h / 0.213 = 141 at h 15
     for n in range(1, 10 * bound):
         if det.update(t, 0.02 + rng.gamma(9, 0.001)) < 0.5:
             break

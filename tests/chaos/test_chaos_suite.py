@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from chaos.experiment import load_experiment
+from chaos.faults.replica import DIED_ON_RESUME
 from chaos.journal import Journal
 from chaos.probes import faults_cleared, gpu_fault_state, model_ready
 
@@ -44,7 +45,7 @@ def test_experiment(request, path, run_experiment, chaos_target):
         journal: Journal = run_experiment(path)
     except pytest.fail.Exception:
         failed = Journal.load(dict(request.node.user_properties)["chaos_journal"])
-        died = [r for r in failed.reasons if "died when resumed" in r]
+        died = [r for r in failed.reasons if DIED_ON_RESUME in r]
         if not died:
             raise
         # Triton aborted on SIGCONT (see chaos/faults/replica.py): journaled, and restarted

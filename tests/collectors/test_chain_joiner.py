@@ -224,7 +224,8 @@ def test_triton_spans_that_outlast_the_router_are_fitted_into_it(late_ms: float)
     """On a busy host Triton stamps COMPUTE_END and HTTP_SEND_END after the router already has
     the reply: that tail is not on the request's path, so the server-side stages still add up
     to the router's span and none goes negative, however late the stamps are."""
-    spans = [s for s in real_spans() if s.trace_id == real_spans()[0].trace_id]
+    captured = real_spans()
+    spans = [s for s in captured if s.trace_id == captured[0].trace_id]
     router = next(s for s in spans if s.name == "warden.router")
     late = int(late_ms * 1e6) + max(s.end_ns for s in spans) - router.end_ns
     stretched = [_stretched(s, late) if s.name == "InferRequest"
